@@ -1,0 +1,104 @@
+"""Input validation shared by every public entry point.
+
+Each check names the argument and what was expected, and runs before any work.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .backend import to_host, xp_of
+
+
+def array(name, a, *, ndim=None, min_ndim=None, shape=None, last_dim=None, finite=True,
+          positive=False, nonneg=False, integer=False):
+    """Validate an array-like and return it (float64 unless ``integer``), on its own backend.
+
+    ``shape`` may contain ``None`` for free sizes. Lists are converted with NumPy.
+    """
+    xp = xp_of(a)
+    if not hasattr(a, "dtype"):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:
+            raise TypeError(f"{name} must be an array of numbers, got {type(a).__name__}") from exc
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    if integer:
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}")
+    else:
+        a = a.astype(xp.float64, copy=False)
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(a.shape)}")
+    if min_ndim is not None and a.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(a.shape)}")
+    if shape is not None:
+        if len(shape) != a.ndim or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(a.shape)}")
+    if last_dim is not None and (a.ndim == 0 or a.shape[-1] != last_dim):
+        raise ValueError(f"{name} must have last dimension {last_dim}, got shape {tuple(a.shape)}")
+    if a.size and not integer:
+        if finite and not bool(xp.isfinite(a).all()):
+            raise ValueError(f"{name} must be finite (found NaN or inf)")
+        if positive and not bool((a > 0).all()):
+            raise ValueError(f"{name} must be positive, got minimum {float(to_host(a.min()))}")
+        if nonneg and not bool((a >= 0).all()):
+            raise ValueError(f"{name} must be non-negative, got minimum {float(to_host(a.min()))}")
+    return a
+
+
+def scalar(name, v, *, positive=False, nonneg=False, low=None, high=None):
+    """Validate a finite real number and return it as a float."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        if hasattr(v, "ndim") and v.ndim == 0:
+            v = float(to_host(v))
+        else:
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be positive, got {v}")
+    if nonneg and not v >= 0:
+        raise ValueError(f"{name} must be non-negative, got {v}")
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {v}")
+    return v
+
+
+def integer(name, n, *, min_value=None, allow_none=False):
+    """Validate a Python/NumPy integer (not bool) and return it as int."""
+    if n is None and allow_none:
+        return None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(n).__name__} {n!r}")
+    n = int(n)
+    if min_value is not None and n < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got {n}")
+    return n
+
+
+def choice(name, v, options):
+    """Validate that ``v`` is one of ``options``."""
+    if v not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {v!r}")
+    return v
+
+
+def params_like(name, params, reference):
+    """Check a parameter dict has exactly the keys and shapes of ``reference``."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{name} must be a dict of arrays, got {type(params).__name__}")
+    missing = sorted(set(reference) - set(params))
+    extra = sorted(set(params) - set(reference))
+    if missing or extra:
+        raise ValueError(f"{name} keys do not match the model: missing {missing}, unexpected {extra}")
+    for k, ref in reference.items():
+        if tuple(params[k].shape) != tuple(ref.shape):
+            raise ValueError(f"{name}[{k!r}] must have shape {tuple(ref.shape)}, got {tuple(params[k].shape)}")
+    return params

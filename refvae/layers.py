@@ -1,0 +1,277 @@
+"""Layers with hand-written forward and backward passes.
+
+A layer is configuration only; its parameters are plain arrays in a dict the caller holds.
+Every layer has three methods:
+
+- ``init(rng, restarts=None) -> params``
+- ``forward(params, x) -> (y, cache)``
+- ``backward(params, cache, dy) -> (dx, grads)``, ``grads`` with the keys and shapes of ``params``.
+
+Shapes. Inputs are (..., B, n_in): any leading axes broadcast. Parameters may carry a
+leading **restarts axis** R (``W`` of shape (R, n_in, n_out), ``b`` of shape (R, n_out)) so that
+R independent models run as one array program; the model without that axis is the same
+code. Extra leading axes of the input (Monte Carlo samples, say) are summed out of the
+parameter gradients by ``sum_to_shape``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks
+from .backend import asarray, sum_to_shape, xp_of
+
+
+def _sub(params, prefix):
+    """The entries of ``params`` under ``prefix``, with the prefix stripped."""
+    n = len(prefix)
+    return {k[n:]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def _restarts_shape(restarts, shape):
+    restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
+    return tuple(shape) if restarts is None else (restarts, *shape)
+
+
+class Layer:
+    """Base class: a parameter-free identity layer."""
+
+    def init(self, rng, restarts=None):
+        _restarts_shape(restarts, ())
+        return {}
+
+    def forward(self, params, x):
+        return x, None
+
+    def backward(self, params, cache, dy):
+        return dy, {}
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Linear(Layer):
+    """Affine map y = x W + b.
+
+    W : (n_in, n_out) or (R, n_in, n_out); b : (n_out,) or (R, n_out).
+    Initialisation: W ~ N(0, scale^2 / n_in) (LeCun normal, scale 1 by default), b = 0.
+    """
+
+    def __init__(self, n_in, n_out, *, scale=1.0):
+        self.n_in = _checks.integer("n_in", n_in, min_value=1)
+        self.n_out = _checks.integer("n_out", n_out, min_value=1)
+        self.scale = _checks.scalar("scale", scale, nonneg=True)
+
+    def init(self, rng, restarts=None):
+        shape = _restarts_shape(restarts, (self.n_in, self.n_out))
+        W = rng.standard_normal(shape) * (self.scale / np.sqrt(self.n_in))
+        return {"W": asarray(W), "b": asarray(np.zeros(shape[:-2] + (self.n_out,)))}
+
+    def forward(self, params, x):
+        return x @ params["W"] + params["b"][..., None, :], x
+
+    def backward(self, params, x, dy):
+        W, b = params["W"], params["b"]
+        gW = sum_to_shape(x.swapaxes(-1, -2) @ dy, W.shape)
+        gb = sum_to_shape(dy.sum(axis=-2), b.shape)
+        return dy @ W.swapaxes(-1, -2), {"W": gW, "b": gb}
+
+    def __repr__(self):
+        return f"Linear({self.n_in}, {self.n_out})"
+
+
+class Elementwise(Layer):
+    """An elementwise activation: subclasses define ``f(x)`` and ``df(x, y)`` = dy/dx."""
+
+    def forward(self, params, x):
+        y = self.f(x)
+        return y, (x, y)
+
+    def backward(self, params, cache, dy):
+        x, y = cache
+        return dy * self.df(x, y), {}
+
+
+class Identity(Elementwise):
+    def f(self, x):
+        return x
+
+    def df(self, x, y):
+        return 1.0
+
+
+class ReLU(Elementwise):
+    def f(self, x):
+        return xp_of(x).maximum(x, 0.0)
+
+    def df(self, x, y):
+        return (x > 0).astype(x.dtype)
+
+
+class LeakyReLU(Elementwise):
+    """max(x, 0) + slope * min(x, 0)."""
+
+    def __init__(self, slope=0.01):
+        self.slope = _checks.scalar("slope", slope)
+
+    def f(self, x):
+        return xp_of(x).where(x > 0, x, self.slope * x)
+
+    def df(self, x, y):
+        return xp_of(x).where(x > 0, 1.0, self.slope)
+
+    def __repr__(self):
+        return f"LeakyReLU({self.slope})"
+
+
+class Tanh(Elementwise):
+    def f(self, x):
+        return xp_of(x).tanh(x)
+
+    def df(self, x, y):
+        return 1.0 - y * y
+
+
+class Sigmoid(Elementwise):
+    def f(self, x):
+        # tanh form: no overflow for large |x| (exp(-x) would overflow for x << 0)
+        return 0.5 * (1.0 + xp_of(x).tanh(0.5 * x))
+
+    def df(self, x, y):
+        return y * (1.0 - y)
+
+
+class Softplus(Elementwise):
+    def f(self, x):
+        return xp_of(x).logaddexp(0.0, x)
+
+    def df(self, x, y):
+        return 0.5 * (1.0 + xp_of(x).tanh(0.5 * x))
+
+
+class SoftThreshold(Elementwise):
+    """pi_alpha(u) = sign(u) max(|u| - alpha, 0) (seed 002 Prop. 1, MATH.md 4.7); alpha = 0 is the identity."""
+
+    def __init__(self, alpha):
+        self.alpha = _checks.scalar("alpha", alpha, nonneg=True)
+
+    def f(self, x):
+        xp = xp_of(x)
+        return xp.sign(x) * xp.maximum(xp.abs(x) - self.alpha, 0.0)
+
+    def df(self, x, y):
+        return (xp_of(x).abs(x) > self.alpha).astype(x.dtype)
+
+    def __repr__(self):
+        return f"SoftThreshold({self.alpha})"
+
+
+class Cube(Elementwise):
+    """u -> u^3 (seed 004's CubicJTEx decoder)."""
+
+    def f(self, x):
+        return x * x * x
+
+    def df(self, x, y):
+        return 3.0 * x * x
+
+
+ACTIVATIONS = {"identity": Identity, "relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh,
+               "sigmoid": Sigmoid, "softplus": Softplus, "cube": Cube}
+
+
+def activation(spec):
+    """An activation layer from a name in ``ACTIVATIONS`` or a layer instance."""
+    if isinstance(spec, Layer):
+        return spec
+    if spec not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or a Layer, got {spec!r}")
+    return ACTIVATIONS[spec]()
+
+
+class Sequential(Layer):
+    """Layers applied in order; parameter keys are ``"<index>.<name>"`` (e.g. ``"0.W"``)."""
+
+    def __init__(self, *layers):
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
+        self.layers = tuple(layers)
+        sized = [lay for lay in layers if hasattr(lay, "n_in")]
+        self.n_in = sized[0].n_in if sized else None
+        self.n_out = sized[-1].n_out if sized else None
+
+    def init(self, rng, restarts=None):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.init(rng, restarts).items()}
+
+    def forward(self, params, x):
+        caches = []
+        for i, layer in enumerate(self.layers):
+            x, cache = layer.forward(_sub(params, f"{i}."), x)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, params, caches, dy):
+        grads = {}
+        for i in reversed(range(len(self.layers))):
+            dy, g = self.layers[i].backward(_sub(params, f"{i}."), caches[i], dy)
+            grads.update({f"{i}.{k}": v for k, v in g.items()})
+        return dy, grads
+
+    def __repr__(self):
+        return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
+
+
+class ResidualBlock(Layer):
+    """y = x + fc2(act(fc1(x))) with fc1, fc2 : width -> width.
+
+    fc2 starts at a small scale (0.1) so that a deep stack begins near the identity.
+    """
+
+    def __init__(self, width, activation_="tanh"):
+        self.n_in = self.n_out = _checks.integer("width", width, min_value=1)
+        self.body = Sequential(Linear(width, width), activation(activation_),
+                               Linear(width, width, scale=0.1))
+
+    def init(self, rng, restarts=None):
+        return self.body.init(rng, restarts)
+
+    def forward(self, params, x):
+        h, cache = self.body.forward(params, x)
+        return x + h, cache
+
+    def backward(self, params, cache, dy):
+        dx, grads = self.body.backward(params, cache, dy)
+        return dx + dy, grads
+
+    def __repr__(self):
+        return f"ResidualBlock({self.n_in})"
+
+
+def mlp(sizes, activation_="tanh", final_activation=None, residual=False):
+    """Build a multilayer perceptron.
+
+    Parameters
+    ----------
+    sizes : sequence of int, (n_in, h_1, ..., n_out); ``(n_in, n_out)`` is a single affine map.
+    activation_ : name or Layer used after every hidden affine map.
+    final_activation : optional name or Layer applied to the output.
+    residual : if True, every hidden -> hidden map of equal width is a ``ResidualBlock``.
+    """
+    sizes = [_checks.integer(f"sizes[{i}]", s, min_value=1) for i, s in enumerate(sizes)]
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least an input and an output size, got {sizes}")
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        if residual and not last and i > 0 and a == b:
+            layers.append(ResidualBlock(a, activation_))
+            continue
+        layers.append(Linear(a, b))
+        if not last:
+            layers.append(activation(activation_))
+    if final_activation is not None:
+        layers.append(activation(final_activation))
+    return Sequential(*layers)

@@ -1,0 +1,1 @@
+"""Metrics used by the papers: log-likelihoods, posteriors on a grid, mutual information, two-sample statistics."""

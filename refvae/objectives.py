@@ -1,0 +1,244 @@
+"""The Gaussian VAE objective (every observation-noise mode) and the deterministic autoencoder.
+
+A model object holds configuration only (networks, noise mode, beta). Its parameters are a
+flat dict of arrays with keys ``"enc.*"`` (inference network) and ``"dec.*"`` (generative
+model, the learned observation log-variance ``"dec.obs_logvar"`` included), so optimisers can
+step the two groups separately. Every objective is a pure function
+
+    loss, grads = model.value_and_grad(params, x, noise)
+
+deterministic given the injected standard-normal ``noise``: ``loss`` is the mean loss per
+data point (shape (R,) with a restarts axis, else a scalar) and ``grads`` has the keys and
+shapes of ``params``; with a restarts axis each restart's gradient is that of its own loss.
+"""
+from __future__ import annotations
+
+import math
+
+from . import _checks
+from .backend import asarray, sum_to_shape, xp_of
+from .distributions import gaussian_log_prob, kl_std_normal, reparameterize, reparameterize_backward
+from .layers import Layer, Linear, Sequential, _sub, mlp
+
+OBS_MODES = ("fixed", "scalar", "vector", "decoder")
+
+
+def _prefixed(prefix, tree):
+    return {prefix + k: v for k, v in tree.items()}
+
+
+def _restart_shape(params):
+    """The restarts axis of a parameter dict: () or (R,), read off any dense weight."""
+    for k, v in params.items():
+        if k.endswith(".W"):
+            return tuple(v.shape[:-2])
+    return ()
+
+
+class GaussianVAE:
+    """Gaussian VAE with a diagonal-Gaussian encoder (MATH.md 1).
+
+    -ELBO(x) = E_q[ -log N(x; f(z), s2) ] + beta * KL(q(z|x) || N(0, I)), z = mu + exp(lv/2) eps.
+
+    Parameters
+    ----------
+    encoder : Layer mapping x (..., B, d) to (..., B, 2K): the first K outputs are mu, the
+        last K are logvar (a log-variance).
+    decoder : Layer mapping z (..., B, K) to the mean f(z) (..., B, d), or to (..., B, 2d) =
+        (mean, logvar) when ``obs="decoder"``.
+    latent_dim, data_dim : int, K and d.
+    obs : observation-noise mode (seed 003's names):
+        ``"fixed"``  F-VAE, s2 = ``sigma2`` (overridable per call, for schedules);
+        ``"scalar"`` LS-VAE, learned scalar, parameter ``dec.obs_logvar`` of shape (1,) [(R, 1)];
+        ``"vector"`` learned per-dimension constant, ``dec.obs_logvar`` of shape (d,) [(R, d)];
+        ``"decoder"`` LV-VAE, per-dimension s2(z) output by the decoder.
+    sigma2 : float > 0, the fixed variance, or the initial variance of a learned scalar/vector.
+    beta : float >= 0, KL weight (beta-VAE); overridable per call (KL annealing).
+    """
+
+    def __init__(self, encoder, decoder, latent_dim, data_dim, *, obs="fixed", sigma2=1.0, beta=1.0):
+        for name, net in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(net, Layer):
+                raise TypeError(f"{name} must be a refvae Layer, got {type(net).__name__}")
+        self.latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
+        self.data_dim = _checks.integer("data_dim", data_dim, min_value=1)
+        self.obs = _checks.choice("obs", obs, OBS_MODES)
+        self.sigma2 = _checks.scalar("sigma2", sigma2, positive=True)
+        self.beta = _checks.scalar("beta", beta, nonneg=True)
+        dec_out = 2 * self.data_dim if obs == "decoder" else self.data_dim
+        for name, net, n_in, n_out in (("encoder", encoder, self.data_dim, 2 * self.latent_dim),
+                                       ("decoder", decoder, self.latent_dim, dec_out)):
+            if getattr(net, "n_out", None) not in (None, n_out) or getattr(net, "n_in", None) not in (None, n_in):
+                raise ValueError(f"{name} must map {n_in} -> {n_out} features for this model, "
+                                 f"got {net.n_in} -> {net.n_out}")
+        self.encoder, self.decoder = encoder, decoder
+
+    @classmethod
+    def from_sizes(cls, data_dim, latent_dim, hidden=(64, 64), activation="tanh", *, obs="fixed",
+                   sigma2=1.0, beta=1.0, residual=False):
+        """MLP encoder and decoder with the given hidden widths (``hidden=()``: affine maps)."""
+        hidden = tuple(hidden)
+        dec_out = 2 * data_dim if obs == "decoder" else data_dim
+        enc = mlp((data_dim, *hidden, 2 * latent_dim), activation, residual=residual)
+        dec = mlp((latent_dim, *hidden[::-1], dec_out), activation, residual=residual)
+        return cls(enc, dec, latent_dim, data_dim, obs=obs, sigma2=sigma2, beta=beta)
+
+    @classmethod
+    def linear(cls, data_dim, latent_dim, *, obs="scalar", sigma2=1.0, beta=1.0):
+        """The linear VAE of MATH.md 4.4: affine encoder and affine decoder."""
+        return cls.from_sizes(data_dim, latent_dim, hidden=(), obs=obs, sigma2=sigma2, beta=beta)
+
+    # -- parameters -----------------------------------------------------------------
+    def init(self, rng, restarts=None):
+        """Fresh parameters: networks from ``rng``, learned log-variance at log(sigma2)."""
+        params = {**_prefixed("enc.", self.encoder.init(rng, restarts)),
+                  **_prefixed("dec.", self.decoder.init(rng, restarts))}
+        if self.obs in ("scalar", "vector"):
+            n = 1 if self.obs == "scalar" else self.data_dim
+            lead = () if restarts is None else (restarts,)
+            params["dec.obs_logvar"] = asarray([[math.log(self.sigma2)] * n] * (restarts or 1)).reshape(lead + (n,))
+        return params
+
+    def noise_shape(self, params, batch_size, n_samples=None):
+        """Shape of the standard-normal noise for a batch: (R?, B, K), or (S, R?, B, K)."""
+        shape = _restart_shape(params) + (batch_size, self.latent_dim)
+        return shape if n_samples is None else (n_samples,) + shape
+
+    # -- pieces ---------------------------------------------------------------------
+    def encode(self, params, x):
+        """Encoder moments: mu, logvar of shape (R?, B, K) for x of shape (B, d) or (R, B, d)."""
+        out, _ = self.encoder.forward(_sub(params, "enc."), x)
+        K = self.latent_dim
+        return out[..., :K], out[..., K:]
+
+    def decode(self, params, z, sigma2=None):
+        """Decoder mean and observation log-variance at z (..., B, K); both broadcast to (..., B, d)."""
+        out, _ = self.decoder.forward(_sub(params, "dec."), z)
+        return self._observation(params, out, sigma2)
+
+    def log_px_given_z(self, params, x, z, sigma2=None):
+        """log p(x | z) summed over coordinates, shape (..., B), for z (..., B, K) and x (B, d) or (R, B, d)."""
+        mean, logvar = self.decode(params, z, sigma2)
+        return gaussian_log_prob(x, mean, logvar)[0].sum(axis=-1)
+
+    def _observation(self, params, out, sigma2):
+        d = self.data_dim
+        if sigma2 is not None and self.obs != "fixed":
+            raise ValueError(f"sigma2 can be set per call only for obs='fixed', not obs={self.obs!r}")
+        if self.obs == "fixed":
+            s2 = self.sigma2 if sigma2 is None else _checks.scalar("sigma2", sigma2, positive=True)
+            return out, math.log(s2)
+        if self.obs == "decoder":
+            return out[..., :d], out[..., d:]
+        return out, params["dec.obs_logvar"][..., None, :]
+
+    # -- objective ------------------------------------------------------------------
+    def value_and_grad(self, params, x, noise, *, beta=None, sigma2=None, with_terms=False):
+        """Negative ELBO per data point and its gradient.
+
+        Parameters
+        ----------
+        params : dict from ``init``.
+        x : (B, d) or (R, B, d) data.
+        noise : standard normal, shape (R?, B, K) or (S, R?, B, K) (``noise_shape``); S samples
+            are averaged (a Monte Carlo ELBO with S samples per point).
+        beta, sigma2 : per-call overrides (annealing, external variance schedules).
+        with_terms : also return a dict of the terms (each shaped like ``loss``):
+            ``recon`` (E_q[-log p(x|z)]), ``kl``, ``sigma2`` (mean observation variance), ``beta``.
+
+        Returns
+        -------
+        loss : scalar, or (R,) with a restarts axis.
+        grads : dict like ``params``.
+        """
+        x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
+        beta = self.beta if beta is None else _checks.scalar("beta", beta, nonneg=True)
+        xp = xp_of(x)
+        enc_out, enc_cache = self.encoder.forward(_sub(params, "enc."), x)
+        K = self.latent_dim
+        mu, lv = enc_out[..., :K], enc_out[..., K:]
+        noise = _checks.array("noise", noise)
+        if noise.shape != mu.shape and noise.shape[1:] != mu.shape:
+            raise ValueError(f"noise must have shape {tuple(mu.shape)} or (S, *{tuple(mu.shape)}), "
+                             f"got {tuple(noise.shape)}")
+        z, std = reparameterize(mu, lv, noise)
+        dec_out, dec_cache = self.decoder.forward(_sub(params, "dec."), z)
+        mean, obs_lv = self._observation(params, dec_out, sigma2)
+        logp, dmean, dlv_obs = gaussian_log_prob(x, mean, obs_lv)
+        recon = -logp.sum(axis=-1)                       # (S?, R?, B)
+        kl, dmu_kl, dlv_kl = kl_std_normal(mu, lv)       # (R?, B)
+        batch = mu.shape[-2]
+        n_samples = recon.size // kl.size
+        loss_recon = recon.reshape((n_samples,) + kl.shape).mean(axis=0).mean(axis=-1)
+        loss_kl = kl.mean(axis=-1)
+        loss = loss_recon + beta * loss_kl
+
+        # backward: d loss / d log p(x_bj | z_s) = -1 / (S B)
+        scale = -1.0 / (n_samples * batch)
+        grads = {}
+        dmean = dmean * scale
+        if self.obs == "decoder":
+            ddec = xp.concatenate([dmean, xp.broadcast_to(dlv_obs * scale, dmean.shape)], axis=-1)
+        else:
+            ddec = dmean
+            if self.obs in ("scalar", "vector"):
+                p = params["dec.obs_logvar"]
+                grads["dec.obs_logvar"] = sum_to_shape(dlv_obs * scale, p[..., None, :].shape).reshape(p.shape)
+        dz, g_dec = self.decoder.backward(_sub(params, "dec."), dec_cache, ddec)
+        dmu, dlv = reparameterize_backward(dz, std, noise, mu.shape, lv.shape)
+        dmu = dmu + dmu_kl * (beta / batch)
+        dlv = dlv + dlv_kl * (beta / batch)
+        _, g_enc = self.encoder.backward(_sub(params, "enc."), enc_cache, xp.concatenate([dmu, dlv], axis=-1))
+        grads.update(_prefixed("enc.", g_enc))
+        grads.update(_prefixed("dec.", g_dec))
+        if not with_terms:
+            return loss, grads
+        s2 = xp.exp(obs_lv) if not isinstance(obs_lv, float) else math.exp(obs_lv)
+        s2_mean = xp.broadcast_to(s2, mean.shape).reshape((-1,) + kl.shape + (self.data_dim,)).mean(axis=(0, -2, -1))
+        terms = {"recon": loss_recon, "kl": loss_kl, "sigma2": s2_mean, "beta": beta}
+        return loss, grads, terms
+
+
+class Autoencoder:
+    """Deterministic autoencoder (seed 002 Sec. 5): z = enc(x), loss = mean_b sum_j (x_j - f_j(z))^2.
+
+    encoder : Layer, (..., B, d) -> (..., B, K); decoder : Layer, (..., B, K) -> (..., B, d).
+    ``value_and_grad(params, x, noise=None)`` ignores ``noise`` (there is none); it takes the
+    argument so every objective has the same signature.
+    """
+
+    def __init__(self, encoder, decoder, latent_dim, data_dim):
+        self.latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
+        self.data_dim = _checks.integer("data_dim", data_dim, min_value=1)
+        self.encoder, self.decoder = encoder, decoder
+
+    @classmethod
+    def from_sizes(cls, data_dim, latent_dim, hidden=(64, 64), activation="tanh", *, residual=False):
+        hidden = tuple(hidden)
+        return cls(mlp((data_dim, *hidden, latent_dim), activation, residual=residual),
+                   mlp((latent_dim, *hidden[::-1], data_dim), activation, residual=residual),
+                   latent_dim, data_dim)
+
+    def init(self, rng, restarts=None):
+        return {**_prefixed("enc.", self.encoder.init(rng, restarts)),
+                **_prefixed("dec.", self.decoder.init(rng, restarts))}
+
+    def noise_shape(self, params, batch_size, n_samples=None):
+        return None
+
+    def encode(self, params, x):
+        return self.encoder.forward(_sub(params, "enc."), x)[0]
+
+    def decode(self, params, z):
+        return self.decoder.forward(_sub(params, "dec."), z)[0]
+
+    def value_and_grad(self, params, x, noise=None, *, with_terms=False):
+        x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
+        z, enc_cache = self.encoder.forward(_sub(params, "enc."), x)
+        xhat, dec_cache = self.decoder.forward(_sub(params, "dec."), z)
+        r = xhat - x
+        loss = (r * r).sum(axis=-1).mean(axis=-1)
+        dz, g_dec = self.decoder.backward(_sub(params, "dec."), dec_cache, r * (2.0 / x.shape[-2]))
+        _, g_enc = self.encoder.backward(_sub(params, "enc."), enc_cache, dz)
+        grads = {**_prefixed("enc.", g_enc), **_prefixed("dec.", g_dec)}
+        return (loss, grads, {"recon": loss}) if with_terms else (loss, grads)

@@ -1,0 +1,179 @@
+"""Training: minibatch loop, schedules, divergence stop, saving and loading parameters.
+
+``fit`` draws every random number (minibatches, noise) from one seeded
+``numpy.random.Generator``, so the same seed gives bitwise-identical training on NumPy.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _checks
+from .backend import make_rng, normal, to_device, to_host, tree_to_host, xp_of
+from .optim import Adam
+
+
+class TrainingDiverged(FloatingPointError):
+    """Raised when a loss, gradient or parameter turns non-finite; names the step and quantity."""
+
+    def __init__(self, step, quantity, value=None):
+        self.step, self.quantity = step, quantity
+        super().__init__(f"training diverged at step {step}: {quantity} is non-finite"
+                         + ("" if value is None else f" ({value})"))
+
+
+def _finite(a):
+    return bool(xp_of(a).isfinite(a).all()) if hasattr(a, "shape") else bool(np.isfinite(a))
+
+
+def check_finite(step, loss, grads=None, params=None, where=""):
+    """Raise ``TrainingDiverged`` naming the first non-finite quantity."""
+    if not _finite(loss):
+        raise TrainingDiverged(step, f"loss{where}", to_host(loss))
+    for name, tree in (("grads", grads), ("params", params)):
+        for k, v in (tree or {}).items():
+            if not _finite(v):
+                raise TrainingDiverged(step, f"{name}[{k!r}]{where}")
+
+
+# -- schedules: callables step -> value, passed to value_and_grad by keyword -----------
+def linear_ramp(start, end, steps):
+    """t -> start + (end - start) * min(t / steps, 1): KL annealing ("warm-start") from beta0 to beta."""
+    start, end = _checks.scalar("start", start), _checks.scalar("end", end)
+    steps = _checks.integer("steps", steps, min_value=1)
+    return lambda t: start + (end - start) * min(t / steps, 1.0)
+
+
+def from_trajectory(values):
+    """t -> values[min(t, len - 1)]: replay a recorded trajectory (e.g. LS-VAE's sigma2) as a schedule."""
+    values = np.asarray(_checks.array("values", values, ndim=1))
+    if values.size == 0:
+        raise ValueError("values must not be empty")
+    return lambda t: float(values[min(t, values.size - 1)])
+
+
+def minibatches(rng, n, batch_size):
+    """Endless index batches of size ``batch_size``: a fresh permutation each epoch."""
+    if batch_size >= n:
+        while True:
+            yield np.arange(n)
+    while True:
+        perm = rng.permutation(n)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield perm[i:i + batch_size]
+
+
+def gradient_step(model, params, state, optimizer, xb, noise, step, *, only=None, **overrides):
+    """One optimiser step on ``model.value_and_grad``, with the divergence checks.
+
+    Returns (params, state, loss, terms).
+    """
+    loss, grads, terms = model.value_and_grad(params, xb, noise, with_terms=True, **overrides)
+    check_finite(step, loss, grads)
+    params, state = optimizer.update(params, grads, state, only=only)
+    check_finite(step, loss, params={k: params[k] for k in grads}, where=" after the update")
+    return params, state, loss, terms
+
+
+@dataclass
+class FitResult:
+    """``params``: trained parameters; ``history``: dict of arrays (steps, ...) of the loss terms;
+    ``state``: the optimiser state (to resume)."""
+    params: dict
+    history: dict
+    state: dict
+
+
+def _progress(stream, step, steps, loss, terms):
+    loss = np.atleast_1d(to_host(loss))
+    parts = [f"step {step}/{steps}", f"loss {loss.mean():.4f}"]
+    for k in ("recon", "kl", "sigma2"):
+        if k in terms:
+            parts.append(f"{k} {np.mean(to_host(terms[k])):.4g}")
+    stream.write("\r" + "  ".join(parts) + " " * 4)
+    stream.flush()
+
+
+def fit(model, params, x, *, steps, seed, batch_size=None, optimizer=None, n_samples=None,
+        schedules=None, only=None, progress=False, log_every=100, callback=None, stream=None):
+    """Train ``model`` from ``params`` on data ``x`` by minibatch gradient descent.
+
+    Parameters
+    ----------
+    model : an objective with ``value_and_grad(params, x, noise, ...)`` and ``noise_shape``.
+    params : dict from ``model.init`` (left unchanged; the result holds new arrays).
+    x : (N, d) data.
+    steps : int >= 0, number of optimiser steps.
+    seed : int or numpy.random.Generator for minibatches and noise.
+    batch_size : int, default N (full batch).
+    optimizer : default ``Adam(1e-3)``.
+    n_samples : Monte Carlo samples per point (default: one, noise shape without a sample axis).
+    schedules : dict name -> callable(step) -> value, passed to ``value_and_grad`` by keyword
+        (``{"beta": linear_ramp(0, 1, 1000)}`` anneals the KL; ``{"sigma2": ...}`` is an
+        external variance schedule for ``obs="fixed"``).
+    only : prefixes of the keys to train (e.g. ``("enc.",)``: encoder only, decoder frozen).
+    progress : print a progress line to ``stream`` (stderr) every ``log_every`` steps.
+    callback : callable(step, params, terms) called after every step; returning True stops.
+
+    Returns
+    -------
+    FitResult, whose history has one row per step: ``loss`` and each term of the objective
+    (``recon``, ``kl``, ``sigma2``, ``beta`` for the Gaussian VAE), shape (steps,) or (steps, R).
+
+    Raises
+    ------
+    TrainingDiverged when the loss, a gradient or a parameter turns non-finite.
+    """
+    x = _checks.array("x", x, ndim=2)
+    steps = _checks.integer("steps", steps, min_value=0)
+    n = x.shape[0]
+    batch_size = n if batch_size is None else _checks.integer("batch_size", batch_size, min_value=1)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be <= the number of data points {n}, got {batch_size}")
+    n_samples = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
+    schedules = dict(schedules or {})
+    for name, fn in schedules.items():
+        if not callable(fn):
+            raise TypeError(f"schedules[{name!r}] must be a callable step -> value")
+    rng = make_rng(seed)
+    optimizer = Adam(1e-3) if optimizer is None else optimizer
+    stream = sys.stderr if stream is None else stream
+    x = to_device(x)
+    state = optimizer.init(params)
+    batches = minibatches(rng, n, batch_size)
+    history = {}
+    for step in range(steps):
+        idx = next(batches)
+        xb = x[idx] if batch_size < n else x
+        shape = model.noise_shape(params, len(idx), n_samples)
+        noise = None if shape is None else normal(rng, shape)
+        overrides = {k: fn(step) for k, fn in schedules.items()}
+        # overflow on the way to a divergence is reported by check_finite, naming the step
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            params, state, loss, terms = gradient_step(model, params, state, optimizer, xb, noise, step,
+                                                       only=only, **overrides)
+        for k, v in {"loss": loss, **terms}.items():
+            history.setdefault(k, []).append(to_host(v))
+        stop = callback is not None and bool(callback(step, params, terms))
+        if progress and (step % log_every == 0 or step == steps - 1 or stop):
+            _progress(stream, step + 1, steps, loss, terms)
+        if stop:
+            break
+    if progress:
+        stream.write("\n")
+    return FitResult(params, {k: np.asarray(v) for k, v in history.items()}, state)
+
+
+def save_params(path, params):
+    """Save a parameter dict to ``path`` (.npz), exactly (float64 kept, host copy)."""
+    if not isinstance(params, dict) or not params:
+        raise TypeError("params must be a non-empty dict of arrays")
+    np.savez(path, **tree_to_host(params))
+
+
+def load_params(path):
+    """Load a parameter dict saved by ``save_params``, onto the current backend."""
+    with np.load(path, allow_pickle=False) as data:
+        return to_device({k: data[k] for k in data.files})

@@ -1,0 +1,105 @@
+"""Every layer's backward against finite differences (float64, relative error <= 1e-6)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refvae import gradcheck
+from refvae.layers import (Cube, Identity, LeakyReLU, Linear, ReLU, ResidualBlock, Sequential, Sigmoid,
+                           Softplus, SoftThreshold, Tanh, mlp)
+from tests.core.strategies import away_from, restarts, seeds, sizes
+
+H = 1e-4  # gradcheck step; kinks are kept 10 h away
+
+
+def check_layer(layer, x, rng, params=None):
+    params = layer.init(rng) if params is None else params
+    y, _ = layer.forward(params, x)
+    cot = rng.standard_normal(y.shape)
+    gradcheck.assert_grad(gradcheck.layer_fun(layer, x, cot), {**params, "x": x}, h=H, rtol=1e-6)
+
+
+SMOOTH = [Identity(), Tanh(), Sigmoid(), Softplus(), Cube()]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, batch=sizes, width=sizes, lead=st.sampled_from([(), (2,), (2, 3)]),
+       layer=st.sampled_from(SMOOTH), scale=st.floats(0.1, 4.0))
+def test_smooth_activations(seed, batch, width, lead, layer, scale):
+    rng = np.random.default_rng(seed)
+    check_layer(layer, scale * rng.standard_normal(lead + (batch, width)), rng)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, batch=sizes, width=sizes, alpha=st.floats(0.0, 1.5),
+       slope=st.floats(-0.5, 0.5), which=st.sampled_from(["relu", "leaky", "soft"]))
+def test_piecewise_linear_activations_off_their_kinks(seed, batch, width, alpha, slope, which):
+    rng = np.random.default_rng(seed)
+    layer, kinks = {"relu": (ReLU(), [0.0]), "leaky": (LeakyReLU(slope), [0.0]),
+                    "soft": (SoftThreshold(alpha), [-alpha, alpha])}[which]
+    x = away_from(2 * rng.standard_normal((batch, width)), kinks, 10 * H)
+    check_layer(layer, x, rng)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, batch=sizes, n_in=sizes, n_out=sizes, R=restarts, samples=st.booleans())
+def test_linear(seed, batch, n_in, n_out, R, samples):
+    rng = np.random.default_rng(seed)
+    layer = Linear(n_in, n_out)
+    params = layer.init(rng, R)
+    params["b"] = rng.standard_normal(params["b"].shape)
+    lead = ((2,) if samples else ()) + (() if R is None else (R,))
+    check_layer(layer, rng.standard_normal(lead + (batch, n_in)), rng, params)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=seeds, batch=sizes, width=sizes, R=restarts, act=st.sampled_from(["tanh", "softplus", "sigmoid"]))
+def test_residual_block_and_mlp(seed, batch, width, R, act):
+    rng = np.random.default_rng(seed)
+    for layer in (ResidualBlock(width, act), mlp([2, width, width, 3], act, residual=True),
+                  mlp([2, width, 3], act, final_activation="sigmoid")):
+        x = rng.standard_normal(((R,) if R else ()) + (batch, layer.n_in))
+        check_layer(layer, x, rng, layer.init(rng, R))
+
+
+def test_linear_restart_axis_matches_single_models():
+    rng = np.random.default_rng(0)
+    layer = Linear(3, 2)
+    params = layer.init(rng, restarts=4)
+    x = rng.standard_normal((5, 3))
+    dy = rng.standard_normal((4, 5, 2))
+    y, cache = layer.forward(params, x)
+    _, g = layer.backward(params, cache, dy)
+    for r in range(4):
+        p_r = {k: v[r] for k, v in params.items()}
+        y_r, c_r = layer.forward(p_r, x)
+        _, g_r = layer.backward(p_r, c_r, dy[r])
+        np.testing.assert_array_equal(y[r], y_r)
+        for k in g:
+            np.testing.assert_allclose(g[k][r], g_r[k], rtol=1e-14, atol=1e-15)
+
+
+def test_soft_threshold_values():
+    u = np.array([[-2.0, -0.5, 0.0, 0.3, 1.5]])
+    np.testing.assert_array_equal(SoftThreshold(0.5).forward({}, u)[0], [[-1.5, 0.0, 0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(SoftThreshold(0.0).forward({}, u)[0], u)
+
+
+def test_stable_activations_at_extremes():
+    x = np.array([[-800.0, 800.0]])
+    np.testing.assert_array_equal(Sigmoid().forward({}, x)[0], [[0.0, 1.0]])
+    np.testing.assert_array_equal(Softplus().forward({}, x)[0], [[0.0, 800.0]])
+
+
+def test_layer_argument_errors():
+    with pytest.raises(ValueError, match="n_in"):
+        Linear(0, 2)
+    with pytest.raises(TypeError, match="n_out"):
+        Linear(2, 2.5)
+    with pytest.raises(ValueError, match="alpha"):
+        SoftThreshold(-1.0)
+    with pytest.raises(ValueError, match="activation"):
+        mlp([2, 3, 1], "swish")
+    with pytest.raises(ValueError, match="restarts"):
+        Linear(2, 2).init(np.random.default_rng(0), restarts=0)
+    with pytest.raises(TypeError, match="layers"):
+        Sequential(Linear(1, 1), "tanh")

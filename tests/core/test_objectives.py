@@ -1,0 +1,146 @@
+"""Gaussian VAE and autoencoder objectives: gradients, the sampler/KL pair, the restarts axis."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refvae import gradcheck
+from refvae.backend import normal
+from refvae.distributions import gaussian_log_prob, kl_std_normal, reparameterize
+from refvae.objectives import OBS_MODES, Autoencoder, GaussianVAE
+from tests.core.strategies import restarts, seeds, sizes
+
+
+def perturbed_init(model, rng, R):
+    """Initial parameters with non-zero biases and log-variances, so every gradient path is exercised."""
+    params = model.init(rng, R)
+    return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in params.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, obs=st.sampled_from(OBS_MODES), R=restarts, S=st.sampled_from([None, 3]),
+       d=sizes, K=sizes, B=sizes, hidden=st.sampled_from([(), (3,), (3, 2)]),
+       act=st.sampled_from(["tanh", "softplus"]), beta=st.floats(0.0, 3.0))
+def test_gaussian_vae_gradient(seed, obs, R, S, d, K, B, hidden, act, beta):
+    rng = np.random.default_rng(seed)
+    model = GaussianVAE.from_sizes(d, K, hidden, act, obs=obs, sigma2=0.7, beta=beta)
+    params = perturbed_init(model, rng, R)
+    x = rng.standard_normal((B, d))
+    noise = rng.standard_normal(model.noise_shape(params, B, S))
+    gradcheck.assert_grad(lambda p: model.value_and_grad(p, x, noise), params)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds, beta=st.floats(0.0, 2.0), sigma2=st.floats(0.05, 3.0))
+def test_gradient_with_per_call_overrides(seed, beta, sigma2):
+    rng = np.random.default_rng(seed)
+    model = GaussianVAE.from_sizes(3, 2, (4,), obs="fixed")
+    params = perturbed_init(model, rng, None)
+    x, noise = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    fun = lambda p: model.value_and_grad(p, x, noise, beta=beta, sigma2=sigma2)
+    gradcheck.assert_grad(fun, params)
+    # the override is used: the loss is the one of a model built with those values
+    other = GaussianVAE.from_sizes(3, 2, (4,), obs="fixed", sigma2=sigma2, beta=beta)
+    assert fun(params)[0] == other.value_and_grad(params, x, noise)[0]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds, R=restarts, d=sizes, K=sizes, B=sizes)
+def test_autoencoder_gradient(seed, R, d, K, B):
+    rng = np.random.default_rng(seed)
+    model = Autoencoder.from_sizes(d, K, (3,), "tanh")
+    params = perturbed_init(model, rng, R)
+    x = rng.standard_normal((B, d))
+    gradcheck.assert_grad(lambda p: model.value_and_grad(p, x), params)
+
+
+def test_sampler_and_kl_agree_by_monte_carlo():
+    """E_q[log q(z) - log p(z)] from the package's own sampler equals the closed-form KL.
+
+    A sampler reading logvar as a log-std (or as a variance without the log) while the KL
+    reads it as a log-variance shifts this expectation by far more than the bound below.
+    """
+    rng = np.random.default_rng(0)
+    mu = np.array([[0.5, -1.0, 2.0]])
+    logvar = np.array([[-1.5, 0.3, 1.2]])
+    n = 200_000
+    eps = normal(rng, (n, 1, 3))
+    z, _ = reparameterize(mu, logvar, eps)
+    log_q = gaussian_log_prob(z, mu, logvar)[0].sum(-1)
+    log_p = gaussian_log_prob(z, 0.0, 0.0)[0].sum(-1)
+    samples = (log_q - log_p)[:, 0]
+    kl = kl_std_normal(mu, logvar)[0][0]
+    se = samples.std() / np.sqrt(n)
+    assert abs(samples.mean() - kl) < 4 * se, (samples.mean(), kl, se)
+    # the same check run with a log-std sampler (the classic bug) fails by a wide margin
+    wrong = mu + np.exp(logvar) * eps
+    bad = (gaussian_log_prob(wrong, mu, logvar)[0].sum(-1) - gaussian_log_prob(wrong, 0.0, 0.0)[0].sum(-1))[:, 0]
+    assert abs(bad.mean() - kl) > 20 * se
+
+
+def test_kl_closed_form_against_quadrature():
+    from scipy import integrate
+    mu, lv = 0.7, -0.4
+    s = np.exp(0.5 * lv)
+    f = lambda z: np.exp(-0.5 * ((z - mu) / s) ** 2) / (s * np.sqrt(2 * np.pi)) * (
+        -0.5 * ((z - mu) / s) ** 2 - np.log(s) + 0.5 * z * z)
+    value, _ = integrate.quad(f, -15, 15, epsabs=1e-13)
+    assert kl_std_normal(np.array([[mu]]), np.array([[lv]]))[0][0] == pytest.approx(value, rel=1e-10)
+
+
+@pytest.mark.parametrize("obs", OBS_MODES)
+@pytest.mark.parametrize("S", [None, 2])
+def test_restart_gradient_equals_single_model(obs, S):
+    rng = np.random.default_rng(3)
+    model = GaussianVAE.from_sizes(3, 2, (4,), obs=obs, sigma2=0.5)
+    R, B = 4, 6
+    params = perturbed_init(model, rng, R)
+    x = rng.standard_normal((B, 3))
+    noise = rng.standard_normal(model.noise_shape(params, B, S))
+    loss, grads = model.value_and_grad(params, x, noise)
+    assert loss.shape == (R,)
+    for r in range(R):
+        p_r = {k: v[r] for k, v in params.items()}
+        n_r = noise[r] if S is None else noise[:, r]
+        loss_r, grads_r = model.value_and_grad(p_r, x, n_r)
+        assert loss[r] == pytest.approx(loss_r, rel=1e-14)
+        for k in grads:
+            np.testing.assert_allclose(grads[k][r], grads_r[k], rtol=1e-12, atol=1e-14)
+
+
+def test_loss_terms_add_up_and_include_constants():
+    rng = np.random.default_rng(1)
+    model = GaussianVAE.from_sizes(2, 1, (), obs="fixed", sigma2=0.25, beta=0.5)
+    params = perturbed_init(model, rng, None)
+    x, noise = rng.standard_normal((7, 2)), rng.standard_normal((7, 1))
+    loss, _, terms = model.value_and_grad(params, x, noise, with_terms=True)
+    assert loss == pytest.approx(terms["recon"] + 0.5 * terms["kl"], rel=1e-14)
+    mu, lv = model.encode(params, x)
+    z = mu + np.exp(lv / 2) * noise
+    mean, _ = model.decode(params, z)
+    by_hand = np.mean(0.5 * (((x - mean) ** 2 / 0.25) + np.log(2 * np.pi * 0.25)).sum(-1))
+    assert terms["recon"] == pytest.approx(by_hand, rel=1e-13)
+    assert terms["sigma2"] == 0.25
+
+
+def test_objective_input_errors():
+    rng = np.random.default_rng(0)
+    model = GaussianVAE.from_sizes(3, 2, (4,), obs="scalar")
+    params = model.init(rng)
+    noise = rng.standard_normal((5, 2))
+    with pytest.raises(ValueError, match="x must have last dimension 3"):
+        model.value_and_grad(params, np.zeros((5, 4)), noise)
+    with pytest.raises(ValueError, match="x must be finite"):
+        model.value_and_grad(params, np.full((5, 3), np.nan), noise)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        model.value_and_grad(params, np.zeros((5, 3)), rng.standard_normal((5, 3)))
+    with pytest.raises(ValueError, match="sigma2 can be set per call only"):
+        model.value_and_grad(params, np.zeros((5, 3)), noise, sigma2=1.0)
+    with pytest.raises(ValueError, match="beta must be non-negative"):
+        model.value_and_grad(params, np.zeros((5, 3)), noise, beta=-1.0)
+    with pytest.raises(ValueError, match="obs must be one of"):
+        GaussianVAE.from_sizes(3, 2, obs="learned")
+    with pytest.raises(ValueError, match="sigma2 must be positive"):
+        GaussianVAE.from_sizes(3, 2, sigma2=0.0)
+    with pytest.raises(ValueError, match="decoder must map 2 -> 6"):
+        from refvae.layers import mlp
+        GaussianVAE(mlp([3, 4]), mlp([2, 3]), 2, 3, obs="decoder")
