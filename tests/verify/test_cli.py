@@ -1,0 +1,83 @@
+"""The verify command: report format, exit status, options (claims themselves: test_claims.py)."""
+import io
+import json
+
+import pytest
+
+from refvae.verify import REGISTRY, Context, Outcome, claim, main, run_claims
+from refvae.verify import registry
+
+
+@pytest.fixture
+def fake_claims(monkeypatch):
+    """Two throw-away claims, one theorem that fails and one empirical that does not reproduce."""
+    monkeypatch.setattr(registry, "REGISTRY", dict(REGISTRY))
+    import refvae.verify.cli as cli
+    monkeypatch.setattr(cli, "REGISTRY", registry.REGISTRY)
+
+    @claim("fake_theorem", paper="004", kind="theorem", statement="1 + 1 = 3", paper_figure="Eq. 0")
+    def fake_theorem(ctx):
+        ctx.progress(0.5, "halfway")
+        return Outcome(passed=1 + 1 == 3, measured={"sum": 2.0}, summary="1 + 1 = 2, not 3", paper_value=3.0)
+
+    @claim("fake_empirical", paper="000", kind="empirical", statement="the sky is green")
+    def fake_empirical(ctx):
+        return Outcome(passed=False, measured={"hue": [0.6, 0.61]}, spread={"hue": 0.01}, summary="blue")
+
+    @claim("fake_broken", paper="002", kind="empirical", statement="raises")
+    def fake_broken(ctx):
+        raise RuntimeError("boom")
+    return registry.REGISTRY
+
+
+def run_cli(args, tmp_path):
+    err = io.StringIO()
+    status = main(args + ["--out", str(tmp_path)], stream=err)
+    return status, json.loads((tmp_path / "report.json").read_text()), (tmp_path / "report.md").read_text()
+
+
+def test_failing_theorem_exits_nonzero_and_reports(fake_claims, tmp_path, capsys):
+    status, rep, md = run_cli(["--mini", "--only", "fake_theorem", "--only", "fake_empirical"], tmp_path)
+    assert status == 1
+    out = capsys.readouterr().out
+    assert "[FAILS] fake_theorem" in out and "[not reproduced] fake_empirical" in out
+    assert rep["failed"] == ["fake_theorem"]
+    c = {x["name"]: x for x in rep["claims"]}
+    assert c["fake_theorem"]["paper_value"] == 3.0 and c["fake_theorem"]["measured"] == {"sum": 2.0}
+    assert c["fake_empirical"]["verdict"] == "not reproduced" and c["fake_empirical"]["spread"] == {"hue": 0.01}
+    assert "| `fake_theorem` | 004 | theorem | **FAILS** | 3 | 1 + 1 = 2, not 3 |" in md
+
+
+def test_empirical_failure_alone_exits_zero(fake_claims, tmp_path):
+    status, rep, _ = run_cli(["--only", "fake_empirical", "--mini"], tmp_path)
+    assert status == 0 and rep["failed"] == []
+
+
+def test_claim_that_raises_is_an_error_and_fails_the_run(fake_claims, tmp_path):
+    status, rep, md = run_cli(["--only", "fake_broken", "--mini"], tmp_path)
+    assert status == 1
+    assert rep["claims"][0]["verdict"] == "ERROR" and "RuntimeError: boom" in rep["claims"][0]["error"]
+
+
+def test_unknown_claim_and_list(tmp_path, capsys):
+    assert main(["--only", "no_such_claim", "--out", str(tmp_path)]) == 2
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in REGISTRY:
+        assert name in listed
+
+
+def test_registry_rejects_bad_claims():
+    with pytest.raises(ValueError, match="paper must be one of"):
+        claim("x", paper="001", kind="theorem", statement="")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        claim("x", paper="000", kind="conjecture", statement="")
+    with pytest.raises(ValueError, match="registered twice"):
+        claim(next(iter(REGISTRY)), paper="000", kind="theorem", statement="")(lambda ctx: None)
+
+
+def test_context_rng_is_reproducible_and_tag_dependent():
+    a, b = Context(seed=3).rng("x").standard_normal(3), Context(seed=3).rng("x").standard_normal(3)
+    assert (a == b).all()
+    assert not (a == Context(seed=3).rng("y").standard_normal(3)).all()
+    assert not (a == Context(seed=4).rng("x").standard_normal(3)).all()
