@@ -14,6 +14,7 @@ shapes of ``params``; with a restarts axis each restart's gradient is that of it
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 from . import _checks
 from .backend import asarray, sum_to_shape, xp_of
@@ -21,6 +22,9 @@ from .distributions import gaussian_log_prob, kl_std_normal, reparameterize, rep
 from .layers import Layer, Linear, Sequential, _sub, mlp
 
 OBS_MODES = ("fixed", "scalar", "vector", "decoder")
+
+
+_DecoderCache = namedtuple("_DecoderCache", "layers mean obs_logvar dmean dlv")
 
 
 def _prefixed(prefix, tree):
@@ -118,8 +122,61 @@ class GaussianVAE:
 
     def log_px_given_z(self, params, x, z, sigma2=None):
         """log p(x | z) summed over coordinates, shape (..., B), for z (..., B, K) and x (B, d) or (R, B, d)."""
-        mean, logvar = self.decode(params, z, sigma2)
-        return gaussian_log_prob(x, mean, logvar)[0].sum(axis=-1)
+        return self.decoder_log_prob(params, x, z, sigma2)[0]
+
+    def decoder_log_prob(self, params, x, z, sigma2=None):
+        """log p(x | z) per point with the cache ``decoder_backward`` needs.
+
+        The one place where decoder output, observation-noise mode and Gaussian log-likelihood
+        meet; every objective (ELBO, IWAE, M2, LiBI) goes through it.
+
+        Returns
+        -------
+        logp : (..., B), summed over the d coordinates, all constants included.
+        cache : opaque, for ``decoder_backward``; ``cache.mean`` and ``cache.obs_logvar`` hold the
+            decoder mean (..., B, d) and observation log-variance (broadcastable to it).
+        """
+        dec_out, dec_cache = self.decoder.forward(_sub(params, "dec."), z)
+        mean, obs_lv = self._observation(params, dec_out, sigma2)
+        logp, dmean, dlv = gaussian_log_prob(x, mean, obs_lv)
+        return logp.sum(axis=-1), _DecoderCache(dec_cache, mean, obs_lv, dmean, dlv)
+
+    def decoder_backward(self, params, cache, c):
+        """Gradients of sum(c * logp) through ``decoder_log_prob``.
+
+        Parameters
+        ----------
+        c : (..., B) cotangent on each log p(x_b | z_b) (e.g. -1 / (S B) for the mean ELBO,
+            -w_s / B for IWAE's normalised weights).
+
+        Returns
+        -------
+        dz : (..., B, K), the cotangent reaching z.
+        grads : decoder gradients with full keys (``"dec.*"``, ``"dec.obs_logvar"`` included).
+        """
+        xp = xp_of(cache.dmean)
+        dmean = cache.dmean * c[..., None]
+        grads = {}
+        if self.obs == "decoder":
+            ddec = xp.concatenate([dmean, xp.broadcast_to(cache.dlv * c[..., None], dmean.shape)], axis=-1)
+        else:
+            ddec = dmean
+            if self.obs in ("scalar", "vector"):
+                p = params["dec.obs_logvar"]
+                grads["dec.obs_logvar"] = sum_to_shape(cache.dlv * c[..., None], p[..., None, :].shape).reshape(p.shape)
+        dz, g_dec = self.decoder.backward(_sub(params, "dec."), cache.layers, ddec)
+        grads.update(_prefixed("dec.", g_dec))
+        return dz, grads
+
+    @staticmethod
+    def mean_obs_variance(cache, loss_shape):
+        """Mean observation variance over samples, points and coordinates, shaped like the loss (() or (R,))."""
+        xp = xp_of(cache.mean)
+        lv = cache.obs_logvar
+        s2 = math.exp(lv) if isinstance(lv, float) else xp.exp(lv)
+        s2 = xp.broadcast_to(xp.asarray(s2, dtype=xp.float64), cache.mean.shape)
+        lead = s2.ndim - 2 - len(loss_shape)
+        return s2.mean(axis=tuple(range(lead)) + (-2, -1))
 
     def _observation(self, params, out, sigma2):
         d = self.data_dim
@@ -162,40 +219,24 @@ class GaussianVAE:
             raise ValueError(f"noise must have shape {tuple(mu.shape)} or (S, *{tuple(mu.shape)}), "
                              f"got {tuple(noise.shape)}")
         z, std = reparameterize(mu, lv, noise)
-        dec_out, dec_cache = self.decoder.forward(_sub(params, "dec."), z)
-        mean, obs_lv = self._observation(params, dec_out, sigma2)
-        logp, dmean, dlv_obs = gaussian_log_prob(x, mean, obs_lv)
-        recon = -logp.sum(axis=-1)                       # (S?, R?, B)
-        kl, dmu_kl, dlv_kl = kl_std_normal(mu, lv)       # (R?, B)
+        logp, dec = self.decoder_log_prob(params, x, z, sigma2)   # (S?, R?, B)
+        kl, dmu_kl, dlv_kl = kl_std_normal(mu, lv)                # (R?, B)
         batch = mu.shape[-2]
-        n_samples = recon.size // kl.size
-        loss_recon = recon.reshape((n_samples,) + kl.shape).mean(axis=0).mean(axis=-1)
+        n_samples = logp.size // kl.size
+        loss_recon = -logp.reshape((n_samples,) + kl.shape).mean(axis=0).mean(axis=-1)
         loss_kl = kl.mean(axis=-1)
         loss = loss_recon + beta * loss_kl
 
-        # backward: d loss / d log p(x_bj | z_s) = -1 / (S B)
-        scale = -1.0 / (n_samples * batch)
-        grads = {}
-        dmean = dmean * scale
-        if self.obs == "decoder":
-            ddec = xp.concatenate([dmean, xp.broadcast_to(dlv_obs * scale, dmean.shape)], axis=-1)
-        else:
-            ddec = dmean
-            if self.obs in ("scalar", "vector"):
-                p = params["dec.obs_logvar"]
-                grads["dec.obs_logvar"] = sum_to_shape(dlv_obs * scale, p[..., None, :].shape).reshape(p.shape)
-        dz, g_dec = self.decoder.backward(_sub(params, "dec."), dec_cache, ddec)
+        # backward: d loss / d log p(x_b | z_sb) = -1 / (S B)
+        dz, grads = self.decoder_backward(params, dec, xp.full(logp.shape, -1.0 / (n_samples * batch)))
         dmu, dlv = reparameterize_backward(dz, std, noise, mu.shape, lv.shape)
         dmu = dmu + dmu_kl * (beta / batch)
         dlv = dlv + dlv_kl * (beta / batch)
         _, g_enc = self.encoder.backward(_sub(params, "enc."), enc_cache, xp.concatenate([dmu, dlv], axis=-1))
         grads.update(_prefixed("enc.", g_enc))
-        grads.update(_prefixed("dec.", g_dec))
         if not with_terms:
             return loss, grads
-        s2 = xp.exp(obs_lv) if not isinstance(obs_lv, float) else math.exp(obs_lv)
-        s2_mean = xp.broadcast_to(s2, mean.shape).reshape((-1,) + kl.shape + (self.data_dim,)).mean(axis=(0, -2, -1))
-        terms = {"recon": loss_recon, "kl": loss_kl, "sigma2": s2_mean, "beta": beta}
+        terms = {"recon": loss_recon, "kl": loss_kl, "sigma2": self.mean_obs_variance(dec, loss.shape), "beta": beta}
         return loss, grads, terms
 
 

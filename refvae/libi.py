@@ -1,0 +1,361 @@
+"""LiBI: Likelihood Before Inference (seed 004 Sec. 2 and App. D; MATH.md 2.4).
+
+Repeat R times and keep the best repetition by held-out log-likelihood:
+
+1. fit the decoder theta and an amortised code network h(x; varphi) by minimising
+
+       -(1/N) sum_n log p_theta(x_n | h(x_n)) + exp(HZ(Z) / eps_HZ)
+       + exp(||Cov(Z) - I||_F^2 / eps_Sigma) + exp(||mean(Z)||^2 / eps_mu),   Z = {h(x_n)}
+
+   (``LiBIStep1``; HZ the Henze-Zirkler statistic of ``refvae.metrics.hz``, Cov and mean the
+   1/N sample moments of the minibatch of codes);
+2. fix theta and fit the inference network phi by minimising -ELBO over phi only
+   (``GaussianVAE.value_and_grad`` trained by ``refvae.train.fit`` with ``only=("enc.",)``);
+3. re-initialise h with the mean network of phi and go back to 1 (``reinit_code``).
+
+Parameters. One flat dict holds all three networks, so theta carries over between steps:
+
+- ``"dec.*"`` theta, the GaussianVAE's decoder (and ``"dec.obs_logvar"`` for a learned noise);
+- ``"enc.*"`` phi, the GaussianVAE's inference network (2K outputs: mean, log-variance);
+- ``"code.*"`` varphi, h. It has the *architecture of the encoder* (seed 004 App. E: "we used
+  the same architecture as the inference model") and h(x) is its first K outputs (its mean
+  head); the last K outputs are unused and get zero gradient. With identical shapes, step 3
+  is a plain copy ``code.k <- enc.k``, and h starts from exactly phi's mean network.
+
+Safe exponentials. exp(u) overflows float64 for u > 709 and seed 004's grid reaches
+u = HZ / 0.001 ~ 1e3 for an ordinary sample. Each penalty is evaluated as
+
+    pen(u) = exp(u)                           for u <= c,
+    pen(u) = exp(c) (1 + u - c)               for u >  c,     c = ``max_exponent`` (default 100),
+
+the C^1 linear continuation of exp beyond c: identical to exp(u) wherever exp(u) <= e^100
+(~2.7e43), finite and monotone beyond, with the gradient pen'(u) = exp(min(u, c)) used in the
+backward pass, so the returned gradient is exactly that of the returned value. (Above c the
+objective is no longer the paper's, which is infinite there in float32 and astronomically
+large in float64; its minimisers are still pushed towards small u.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _checks
+from .backend import make_rng, to_host, xp_of
+from .layers import _sub
+from .metrics.hz import hz_value_and_grad
+from .metrics.likelihood import importance_log_likelihood
+from .objectives import GaussianVAE, _prefixed, _restart_shape
+from .optim import Adam
+from .train import fit
+
+__all__ = ["LiBIStep1", "LiBIResult", "safe_exp", "init_libi", "reinit_code", "run_step1", "run_step2", "fit_libi",
+           "SEED004_GRID"]
+
+#: Seed 004's hyper-parameter grid (App. E): eps_HZ, eps_Sigma, eps_mu, R.
+SEED004_GRID = {"eps_hz": (0.001, 1.0, 10.0, 20.0), "eps_sigma": (0.2, 0.5), "eps_mu": (0.2, 0.5),
+                "repetitions": (1, 6)}
+
+
+def safe_exp(u, cap):
+    """exp(u) up to ``cap``, continued linearly (C^1) above it; returns (value, d value / du).
+
+    value = exp(min(u, cap)) * (1 + max(u - cap, 0)),  derivative = exp(min(u, cap)).
+    """
+    xp = xp_of(u)
+    base = xp.exp(xp.minimum(u, cap))
+    return base * (1.0 + xp.maximum(u - cap, 0.0)), base
+
+
+class LiBIStep1:
+    """LiBI step-1 objective (MATH.md 2.4 step 1; seed 004 App. D Eq. 44), per data point.
+
+    loss = -(1/B) sum_b log p_theta(x_b | h(x_b)) + pen(HZ(Z) / eps_hz)
+           + pen(||Cov(Z) - I||_F^2 / eps_sigma) + pen(||mean(Z)||^2 / eps_mu),
+
+    with Z = h(x_b) over the batch (B >= K + 2), 1/B moments, pen the safe exponential of the
+    module docstring; all normalising constants of log p(x|z) included.
+
+    Parameters
+    ----------
+    vae : GaussianVAE, whose decoder and observation-noise mode define p_theta(x | z) and whose
+        encoder architecture is used for h (first K outputs).
+    eps_hz, eps_sigma, eps_mu : floats > 0, the penalty temperatures (``SEED004_GRID``).
+    max_exponent : float > 0, the cap c of the safe exponential (default 100).
+
+    The contract is that of every refvae objective: ``value_and_grad(params, x, noise=None)``
+    is pure and deterministic (there is no noise: ``noise_shape`` is None), the loss is a
+    scalar or (R,) with a restarts axis, and ``grads`` holds the keys ``"code.*"`` and
+    ``"dec.*"``. ``params`` may also hold ``"enc.*"`` (the full LiBI dict): those keys are
+    ignored and get no gradient, so train with ``only=("code.", "dec.")`` there.
+    """
+
+    def __init__(self, vae, *, eps_hz, eps_sigma, eps_mu, max_exponent=100.0):
+        if not isinstance(vae, GaussianVAE):
+            raise TypeError(f"vae must be a refvae GaussianVAE, got {type(vae).__name__}")
+        self.vae = vae
+        self.eps_hz = _checks.scalar("eps_hz", eps_hz, positive=True)
+        self.eps_sigma = _checks.scalar("eps_sigma", eps_sigma, positive=True)
+        self.eps_mu = _checks.scalar("eps_mu", eps_mu, positive=True)
+        self.max_exponent = _checks.scalar("max_exponent", max_exponent, positive=True, high=700.0)
+        self.latent_dim, self.data_dim = vae.latent_dim, vae.data_dim
+
+    def init(self, rng, restarts=None):
+        """Fresh step-1 parameters: ``"code.*"`` (encoder architecture) and the VAE's ``"dec.*"``."""
+        dec = {k: v for k, v in self.vae.init(rng, restarts).items() if k.startswith("dec.")}
+        return {**_prefixed("code.", self.vae.encoder.init(rng, restarts)), **dec}
+
+    def noise_shape(self, params, batch_size, n_samples=None):
+        """None: the objective is deterministic."""
+        return None
+
+    def codes(self, params, x):
+        """h(x): the first K outputs of the code network, shape (R?, B, K) for x (B, d) or (R, B, d)."""
+        out, _ = self.vae.encoder.forward(_sub(params, "code."), x)
+        return out[..., :self.latent_dim]
+
+    def value_and_grad(self, params, x, noise=None, *, sigma2=None, with_terms=False):
+        """Step-1 loss per data point and its gradient (see the class docstring).
+
+        Parameters
+        ----------
+        params : dict with ``"code.*"`` and ``"dec.*"`` (``"enc.*"`` allowed and ignored).
+        x : (B, d) or (R, B, d) data, B >= K + 2.
+        noise : must be None (accepted for the common signature).
+        sigma2 : per-call observation variance for ``obs="fixed"`` (as in GaussianVAE).
+        with_terms : also return a dict of terms shaped like ``loss``: ``recon``
+            (-mean log p(x | h(x))), ``hz``, ``cov_dev`` (||Cov - I||_F^2), ``mean_sq``
+            (||mean||^2), and the penalties ``pen_hz``, ``pen_sigma``, ``pen_mu``.
+
+        Returns
+        -------
+        loss : scalar, or (R,) with a restarts axis.
+        grads : dict with the ``"code.*"`` and ``"dec.*"`` keys of ``params``.
+        """
+        vae, K = self.vae, self.latent_dim
+        x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
+        if noise is not None:
+            raise ValueError("noise must be None: LiBI step 1 is deterministic (noise_shape is None)")
+        if not any(k.startswith("code.") for k in params):
+            raise KeyError("params has no 'code.*' entries; build them with LiBIStep1.init or init_libi")
+        B = x.shape[-2]
+        if B < K + 2:
+            raise ValueError(f"x must hold a batch of at least K + 2 = {K + 2} points for the "
+                             f"Henze-Zirkler statistic and the covariance, got {B}")
+        xp = xp_of(x)
+        code_out, code_cache = vae.encoder.forward(_sub(params, "code."), x)
+        z = code_out[..., :K]                                          # (R?, B, K)
+
+        # reconstruction: -mean_b log p(x_b | z_b), all constants included
+        logp, dec_cache = vae.decoder_log_prob(params, x, z, sigma2)    # (R?, B)
+        recon = -logp.mean(axis=-1)
+
+        # penalties on the codes (1/B moments)
+        hz, dhz = hz_value_and_grad(z)
+        zbar = z.mean(axis=-2, keepdims=True)
+        C = z - zbar
+        dev = C.swapaxes(-1, -2) @ C / B - xp.eye(K)                  # Cov(Z) - I, (R?, K, K)
+        cov_dev = (dev * dev).sum(axis=(-2, -1))
+        mean_sq = (zbar * zbar).sum(axis=(-2, -1))
+        pen_hz, g_hz = safe_exp(hz / self.eps_hz, self.max_exponent)
+        pen_sigma, g_sigma = safe_exp(cov_dev / self.eps_sigma, self.max_exponent)
+        pen_mu, g_mu = safe_exp(mean_sq / self.eps_mu, self.max_exponent)
+        loss = recon + pen_hz + pen_sigma + pen_mu
+
+        # backward: the decoder through GaussianVAE.decoder_backward, then dL/dz from the
+        # reconstruction and the three penalties: d||Cov - I||^2/dz = (4/B) C (Cov - I),
+        # d||zbar||^2/dz_b = 2 zbar / B, dHZ/dz from metrics.hz
+        dz, grads = vae.decoder_backward(params, dec_cache, xp.full(logp.shape, -1.0 / B))
+        dz = (dz
+              + (g_hz / self.eps_hz)[..., None, None] * dhz
+              + (g_sigma * 4.0 / (B * self.eps_sigma))[..., None, None] * (C @ dev)
+              + (g_mu * 2.0 / (B * self.eps_mu))[..., None, None] * zbar)
+        dcode = xp.concatenate([dz, xp.zeros_like(dz)], axis=-1)        # log-variance head unused
+        _, g_code = vae.encoder.backward(_sub(params, "code."), code_cache, dcode)
+        grads.update(_prefixed("code.", g_code))
+        if not with_terms:
+            return loss, grads
+        terms = {"recon": recon, "hz": hz, "cov_dev": cov_dev, "mean_sq": mean_sq,
+                 "pen_hz": pen_hz, "pen_sigma": pen_sigma, "pen_mu": pen_mu}
+        return loss, grads, terms
+
+
+def init_libi(vae, rng, restarts=None):
+    """Parameters for LiBI: the VAE's ``"enc.*"``/``"dec.*"`` and a fresh code network ``"code.*"``.
+
+    Parameters
+    ----------
+    vae : GaussianVAE
+    rng : int seed or numpy.random.Generator.
+    restarts : int or None, a leading restarts axis R on every parameter.
+    """
+    if not isinstance(vae, GaussianVAE):
+        raise TypeError(f"vae must be a refvae GaussianVAE, got {type(vae).__name__}")
+    rng = make_rng(rng)
+    params = vae.init(rng, restarts)
+    params.update(_prefixed("code.", vae.encoder.init(rng, restarts)))
+    return params
+
+
+def reinit_code(params):
+    """LiBI step 3: h <- phi's mean network, i.e. ``code.k`` = a copy of ``enc.k`` for every key.
+
+    The code network has the encoder's architecture and h reads the first K outputs, so after
+    the copy h(x) equals the encoder mean mu(x; phi) exactly. Returns a new dict.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    enc = {k[4:]: v for k, v in params.items() if k.startswith("enc.")}
+    code = {k[5:]: v for k, v in params.items() if k.startswith("code.")}
+    if not enc:
+        raise KeyError("params has no 'enc.*' entries to copy into the code network")
+    if set(enc) != set(code) or any(enc[k].shape != code[k].shape for k in enc):
+        raise ValueError("params' 'code.*' entries must match the 'enc.*' entries in keys and shapes "
+                         "(build them with init_libi)")
+    new = dict(params)
+    for k, v in enc.items():
+        new["code." + k] = v.copy()
+    return new
+
+
+def run_step1(step1, params, x, *, steps, seed, batch_size=None, optimizer=None, progress=False):
+    """LiBI step 1: train ``"code.*"`` and ``"dec.*"`` on ``step1`` (a LiBIStep1), ``"enc.*"`` untouched.
+
+    A thin wrapper of ``refvae.train.fit(step1, params, x, only=("code.", "dec."))``; the
+    optimiser defaults to Adam(1e-2). Returns the ``FitResult``.
+    """
+    if not isinstance(step1, LiBIStep1):
+        raise TypeError(f"step1 must be a LiBIStep1, got {type(step1).__name__}")
+    optimizer = Adam(1e-2) if optimizer is None else optimizer
+    return fit(step1, params, x, steps=steps, seed=seed, batch_size=batch_size, optimizer=optimizer,
+               only=("code.", "dec."), progress=progress)
+
+
+def run_step2(vae, params, x, *, steps, seed, batch_size=None, optimizer=None, progress=False):
+    """LiBI step 2: fit the inference network phi (``"enc.*"``) by -ELBO (beta = 1), theta fixed.
+
+    ``refvae.train.fit(vae, params, x, only=("enc.",))`` with the KL weight held at 1 whatever
+    ``vae.beta`` is (seed 004 Eq. 45-46: argmin_phi KL(q || p_theta(z|x)) = argmin_phi -ELBO).
+    The ``"dec.*"`` and ``"code.*"`` arrays of the result are the very arrays passed in.
+    Returns the ``FitResult``.
+    """
+    if not isinstance(vae, GaussianVAE):
+        raise TypeError(f"vae must be a refvae GaussianVAE, got {type(vae).__name__}")
+    optimizer = Adam(1e-2) if optimizer is None else optimizer
+    return fit(vae, params, x, steps=steps, seed=seed, batch_size=batch_size, optimizer=optimizer,
+               only=("enc.",), schedules={"beta": lambda t: 1.0}, progress=progress)
+
+
+@dataclass
+class LiBIResult:
+    """Outcome of ``fit_libi``.
+
+    params : the best repetition's parameters (per restart with a restarts axis).
+    best_log_likelihood : (R?,) its mean held-out importance-sampled log-likelihood per point.
+    best_repetition : (R?,) int, the repetition it came from (0-based).
+    log_likelihoods : (repetitions, R?) held-out log-likelihood after every repetition.
+    histories : list, per repetition, of {"step1": history, "step2": history} (``fit`` histories).
+    last_params : the parameters after the final repetition (to continue training).
+    """
+    params: dict
+    best_log_likelihood: np.ndarray
+    best_repetition: np.ndarray
+    log_likelihoods: np.ndarray
+    histories: list
+    last_params: dict
+
+
+def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_steps, step2_steps, seed,
+             restarts=None, params=None, optimizer=None, batch_size=None, n_is_samples=1000,
+             inflation=2.0, max_exponent=100.0, progress=False):
+    """Train a GaussianVAE with LiBI (MATH.md 2.4; seed 004 Sec. 2, App. D) and keep the best repetition.
+
+    Each repetition runs step 1 (``LiBIStep1`` on ``"code.*"``, ``"dec.*"``), step 2 (-ELBO with
+    beta = 1 on ``"enc.*"`` only, the decoder frozen), then scores the model by the mean
+    importance-sampled log-likelihood of ``x_val`` (proposal: the encoder inflated by
+    ``inflation``), and finally step 3 (``reinit_code``) before the next repetition. The best
+    repetition by that score is kept, separately for every restart when there is a restarts
+    axis (restarts are independent models trained as one array program).
+
+    Parameters
+    ----------
+    vae : GaussianVAE (its ``beta`` is ignored: step 2 uses the ELBO, beta = 1).
+    x : (N, d) training data; x_val : (N_val, d) held-out data for the selection.
+    eps_hz, eps_sigma, eps_mu : floats > 0, step-1 penalty temperatures (``SEED004_GRID``).
+    repetitions : int >= 1, R of seed 004 (its grid: 1 or 6).
+    step1_steps, step2_steps : int >= 0, optimiser steps of steps 1 and 2 in every repetition.
+    seed : int or numpy.random.Generator; every random number (init, minibatches, ELBO noise,
+        importance samples) is drawn from it in a fixed order.
+    restarts : int or None, a leading restarts axis (ignored when ``params`` is given).
+    params : optional starting parameters from ``init_libi``.
+    optimizer : default Adam(1e-2) (seed 004 App. E: learning rate 0.01), used for both steps
+        (a fresh optimiser state for every step of every repetition).
+    batch_size : minibatch size of both steps (default: full batch, as the 1/N moments of
+        step 1 intend; a minibatch needs >= K + 2 points).
+    n_is_samples, inflation : importance sampling of the held-out log-likelihood.
+    max_exponent : cap of the safe exponentials (``LiBIStep1``).
+    progress : print ``fit`` progress lines.
+
+    Returns
+    -------
+    LiBIResult
+    """
+    if not isinstance(vae, GaussianVAE):
+        raise TypeError(f"vae must be a refvae GaussianVAE, got {type(vae).__name__}")
+    x = _checks.array("x", x, ndim=2, last_dim=vae.data_dim)
+    x_val = _checks.array("x_val", x_val, ndim=2, last_dim=vae.data_dim)
+    step1 = LiBIStep1(vae, eps_hz=eps_hz, eps_sigma=eps_sigma, eps_mu=eps_mu, max_exponent=max_exponent)
+    repetitions = _checks.integer("repetitions", repetitions, min_value=1)
+    step1_steps = _checks.integer("step1_steps", step1_steps, min_value=0)
+    step2_steps = _checks.integer("step2_steps", step2_steps, min_value=0)
+    n_is_samples = _checks.integer("n_is_samples", n_is_samples, min_value=1)
+    inflation = _checks.scalar("inflation", inflation, low=1.0)
+    if batch_size is not None:
+        batch_size = _checks.integer("batch_size", batch_size, min_value=vae.latent_dim + 2)
+    if x_val.shape[0] < 1:
+        raise ValueError("x_val must hold at least one point")
+    rng = make_rng(seed)
+    if params is None:
+        params = init_libi(vae, rng, restarts)
+    else:
+        _checks.params_like("params", params, init_libi(vae, np.random.default_rng(0), _restarts_of(params)))  # shapes only
+    optimizer = Adam(1e-2) if optimizer is None else optimizer
+
+    best = best_ll = best_rep = None
+    lls, histories = [], []
+    for rep in range(repetitions):
+        if rep > 0:
+            params = reinit_code(params)                                       # step 3
+        r1 = run_step1(step1, params, x, steps=step1_steps, seed=rng, batch_size=batch_size,
+                       optimizer=optimizer, progress=progress)
+        r2 = run_step2(vae, r1.params, x, steps=step2_steps, seed=rng, batch_size=batch_size,
+                       optimizer=optimizer, progress=progress)
+        params = r2.params
+        histories.append({"step1": r1.history, "step2": r2.history})
+        ll = importance_log_likelihood(vae, params, x_val, seed=rng, n_samples=n_is_samples,
+                                       inflation=inflation).mean(axis=-1)    # (R?,)
+        lls.append(np.asarray(to_host(ll)))
+        if best is None:
+            best, best_ll, best_rep = dict(params), ll, xp_of(ll).zeros(ll.shape, dtype=int)
+            continue
+        better = ll > best_ll                                                  # ties keep the earlier
+        best = {k: _select(better, params[k], best[k]) for k in params}
+        best_ll = xp_of(ll).where(better, ll, best_ll)
+        best_rep = xp_of(ll).where(better, rep, best_rep)
+    return LiBIResult(best, np.asarray(to_host(best_ll)), np.asarray(to_host(best_rep)),
+                      np.stack(lls), histories, params)
+
+
+def _restarts_of(params):
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    lead = _restart_shape(params)
+    return int(lead[0]) if lead else None
+
+
+def _select(better, new, old):
+    """Per-restart choice between two parameter arrays (``better`` is (R,) or a scalar)."""
+    xp = xp_of(new)
+    if better.ndim == 0:
+        return new if bool(better) else old
+    return xp.where(better.reshape(better.shape + (1,) * (new.ndim - 1)), new, old)
