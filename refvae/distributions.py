@@ -80,3 +80,41 @@ def gaussian_log_prob(x, mean, logvar):
 def std_normal_log_prob(z):
     """log N(z; 0, I) summed over the last axis, and its gradient (-z)."""
     return -0.5 * (z * z + LOG_2PI).sum(axis=-1), -z
+
+
+def kl_sample(z, eps, logvar):
+    """Single-sample KL estimate log q(z|x) - log N(z; 0, I) along the reparameterised path.
+
+    With z = mu + exp(logvar / 2) * eps, log q(z|x) = log N(eps; 0, I) - sum_k logvar_k / 2, so the
+    estimate is 0.5 * sum_k (z_k^2 - eps_k^2 - logvar_k). Its mean over eps is ``kl_std_normal``;
+    it is the KL term of the Monte Carlo ELBO, and -kl_sample is IWAE's log p(z) - log q(z|x)
+    (MATH.md 2.1).
+
+    Parameters
+    ----------
+    z, eps : (..., K); logvar : broadcastable to z.
+
+    Returns
+    -------
+    (...) array.
+    """
+    return 0.5 * (z * z - eps * eps - logvar).sum(axis=-1)
+
+
+def kl_sample_backward(c, dz, z, std, eps, mu_shape, logvar_shape):
+    """Encoder-moment gradients of sum(c * kl_sample(z, eps, logvar)) + <dz, z>.
+
+    ``c`` (...) weights each sample's estimate; ``dz`` (..., K) is any other cotangent reaching z
+    (from the decoder). Along the path d kl_sample / dz = z and its direct derivative in each
+    logvar is -1/2. Returns dmu, dlogvar of shapes ``mu_shape`` / ``logvar_shape``.
+    """
+    xp = xp_of(c, z)
+    dmu, dlv = reparameterize_backward(dz + c[..., None] * z, std, eps, mu_shape, logvar_shape)
+    return dmu, dlv - sum_to_shape(xp.broadcast_to(0.5 * c[..., None], z.shape), logvar_shape)
+
+
+def logsumexp(a, axis):
+    """log sum exp of ``a`` over ``axis`` (int or tuple; removed), shifted by the maximum so it cannot overflow."""
+    xp = xp_of(a)
+    m = a.max(axis=axis, keepdims=True)
+    return (m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)

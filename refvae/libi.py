@@ -147,7 +147,7 @@ class LiBIStep1:
         z = code_out[..., :K]                                          # (R?, B, K)
 
         # reconstruction: -mean_b log p(x_b | z_b), all constants included
-        logp, dec_cache = vae.decoder_log_prob(params, x, z, sigma2)    # (R?, B)
+        logp, dec_cache = vae.gen.log_prob(params, x, z, sigma2)    # (R?, B)
         recon = -logp.mean(axis=-1)
 
         # penalties on the codes (1/B moments)
@@ -162,10 +162,10 @@ class LiBIStep1:
         pen_mu, g_mu = safe_exp(mean_sq / self.eps_mu, self.max_exponent)
         loss = recon + pen_hz + pen_sigma + pen_mu
 
-        # backward: the decoder through GaussianVAE.decoder_backward, then dL/dz from the
+        # backward: the decoder through GaussianDecoder.backward, then dL/dz from the
         # reconstruction and the three penalties: d||Cov - I||^2/dz = (4/B) C (Cov - I),
         # d||zbar||^2/dz_b = 2 zbar / B, dHZ/dz from metrics.hz
-        dz, grads = vae.decoder_backward(params, dec_cache, xp.full(logp.shape, -1.0 / B))
+        dz, grads = vae.gen.backward(params, dec_cache, xp.full(logp.shape, -1.0 / B))
         dz = (dz
               + (g_hz / self.eps_hz)[..., None, None] * dhz
               + (g_sigma * 4.0 / (B * self.eps_sigma))[..., None, None] * (C @ dev)

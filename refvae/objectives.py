@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
+import numpy as np
+
 from . import _checks
 from .backend import asarray, sum_to_shape, xp_of
-from .distributions import gaussian_log_prob, kl_std_normal, reparameterize, reparameterize_backward
-from .layers import Layer, Linear, Sequential, _sub, mlp
+from .distributions import (gaussian_log_prob, kl_sample, kl_sample_backward, kl_std_normal, reparameterize,
+                            reparameterize_backward)
+from .layers import Layer, _sub, mlp
 
 OBS_MODES = ("fixed", "scalar", "vector", "decoder")
 
@@ -31,6 +34,12 @@ def _prefixed(prefix, tree):
     return {prefix + k: v for k, v in tree.items()}
 
 
+def _check_widths(name, net, n_in, n_out):
+    """A network that declares its widths must match the model's."""
+    if getattr(net, "n_out", None) not in (None, n_out) or getattr(net, "n_in", None) not in (None, n_in):
+        raise ValueError(f"{name} must map {n_in} -> {n_out} features for this model, got {net.n_in} -> {net.n_out}")
+
+
 def _restart_shape(params):
     """The restarts axis of a parameter dict: () or (R,), read off any dense weight."""
     for k, v in params.items():
@@ -39,120 +48,84 @@ def _restart_shape(params):
     return ()
 
 
-class GaussianVAE:
-    """Gaussian VAE with a diagonal-Gaussian encoder (MATH.md 1).
-
-    -ELBO(x) = E_q[ -log N(x; f(z), s2) ] + beta * KL(q(z|x) || N(0, I)), z = mu + exp(lv/2) eps.
+class GaussianDecoder:
+    """The observation model p(x | z) = N(x; f(z), diag s2) shared by every objective (MATH.md 1).
 
     Parameters
     ----------
-    encoder : Layer mapping x (..., B, d) to (..., B, 2K): the first K outputs are mu, the
-        last K are logvar (a log-variance).
-    decoder : Layer mapping z (..., B, K) to the mean f(z) (..., B, d), or to (..., B, 2d) =
-        (mean, logvar) when ``obs="decoder"``.
-    latent_dim, data_dim : int, K and d.
+    decoder : Layer mapping its input (..., B, n_in) to the mean f (..., B, d), or to (..., B, 2d) =
+        (mean, logvar) when ``obs="decoder"``. ``n_in`` is K for a VAE, K + C for M2.
+    n_in, data_dim : int, the decoder's input width and d.
     obs : observation-noise mode (seed 003's names):
         ``"fixed"``  F-VAE, s2 = ``sigma2`` (overridable per call, for schedules);
         ``"scalar"`` LS-VAE, learned scalar, parameter ``dec.obs_logvar`` of shape (1,) [(R, 1)];
         ``"vector"`` learned per-dimension constant, ``dec.obs_logvar`` of shape (d,) [(R, d)];
         ``"decoder"`` LV-VAE, per-dimension s2(z) output by the decoder.
     sigma2 : float > 0, the fixed variance, or the initial variance of a learned scalar/vector.
-    beta : float >= 0, KL weight (beta-VAE); overridable per call (KL annealing).
+
+    Its parameters are the ``"dec.*"`` entries of the model's dict.
     """
 
-    def __init__(self, encoder, decoder, latent_dim, data_dim, *, obs="fixed", sigma2=1.0, beta=1.0):
-        for name, net in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(net, Layer):
-                raise TypeError(f"{name} must be a refvae Layer, got {type(net).__name__}")
-        self.latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
+    def __init__(self, decoder, n_in, data_dim, *, obs="fixed", sigma2=1.0):
+        if not isinstance(decoder, Layer):
+            raise TypeError(f"decoder must be a refvae Layer, got {type(decoder).__name__}")
+        self.n_in = _checks.integer("n_in", n_in, min_value=1)
         self.data_dim = _checks.integer("data_dim", data_dim, min_value=1)
         self.obs = _checks.choice("obs", obs, OBS_MODES)
         self.sigma2 = _checks.scalar("sigma2", sigma2, positive=True)
-        self.beta = _checks.scalar("beta", beta, nonneg=True)
-        dec_out = 2 * self.data_dim if obs == "decoder" else self.data_dim
-        for name, net, n_in, n_out in (("encoder", encoder, self.data_dim, 2 * self.latent_dim),
-                                       ("decoder", decoder, self.latent_dim, dec_out)):
-            if getattr(net, "n_out", None) not in (None, n_out) or getattr(net, "n_in", None) not in (None, n_in):
-                raise ValueError(f"{name} must map {n_in} -> {n_out} features for this model, "
-                                 f"got {net.n_in} -> {net.n_out}")
-        self.encoder, self.decoder = encoder, decoder
+        _check_widths("decoder", decoder, self.n_in, 2 * self.data_dim if obs == "decoder" else self.data_dim)
+        self.decoder = decoder
 
-    @classmethod
-    def from_sizes(cls, data_dim, latent_dim, hidden=(64, 64), activation="tanh", *, obs="fixed",
-                   sigma2=1.0, beta=1.0, residual=False):
-        """MLP encoder and decoder with the given hidden widths (``hidden=()``: affine maps)."""
-        hidden = tuple(hidden)
-        dec_out = 2 * data_dim if obs == "decoder" else data_dim
-        enc = mlp((data_dim, *hidden, 2 * latent_dim), activation, residual=residual)
-        dec = mlp((latent_dim, *hidden[::-1], dec_out), activation, residual=residual)
-        return cls(enc, dec, latent_dim, data_dim, obs=obs, sigma2=sigma2, beta=beta)
-
-    @classmethod
-    def linear(cls, data_dim, latent_dim, *, obs="scalar", sigma2=1.0, beta=1.0):
-        """The linear VAE of MATH.md 4.4: affine encoder and affine decoder."""
-        return cls.from_sizes(data_dim, latent_dim, hidden=(), obs=obs, sigma2=sigma2, beta=beta)
-
-    # -- parameters -----------------------------------------------------------------
     def init(self, rng, restarts=None):
-        """Fresh parameters: networks from ``rng``, learned log-variance at log(sigma2)."""
-        params = {**_prefixed("enc.", self.encoder.init(rng, restarts)),
-                  **_prefixed("dec.", self.decoder.init(rng, restarts))}
+        """Decoder parameters (``"dec.*"``), a learned log-variance starting at log(sigma2)."""
+        params = _prefixed("dec.", self.decoder.init(rng, restarts))
         if self.obs in ("scalar", "vector"):
             n = 1 if self.obs == "scalar" else self.data_dim
             lead = () if restarts is None else (restarts,)
-            params["dec.obs_logvar"] = asarray([[math.log(self.sigma2)] * n] * (restarts or 1)).reshape(lead + (n,))
+            params["dec.obs_logvar"] = asarray(np.full(lead + (n,), math.log(self.sigma2)))
         return params
 
-    def noise_shape(self, params, batch_size, n_samples=None):
-        """Shape of the standard-normal noise for a batch: (R?, B, K), or (S, R?, B, K)."""
-        shape = _restart_shape(params) + (batch_size, self.latent_dim)
-        return shape if n_samples is None else (n_samples,) + shape
-
-    # -- pieces ---------------------------------------------------------------------
-    def encode(self, params, x):
-        """Encoder moments: mu, logvar of shape (R?, B, K) for x of shape (B, d) or (R, B, d)."""
-        out, _ = self.encoder.forward(_sub(params, "enc."), x)
-        K = self.latent_dim
-        return out[..., :K], out[..., K:]
-
     def decode(self, params, z, sigma2=None):
-        """Decoder mean and observation log-variance at z (..., B, K); both broadcast to (..., B, d)."""
-        out, _ = self.decoder.forward(_sub(params, "dec."), z)
-        return self._observation(params, out, sigma2)
+        """Mean (..., B, d) and observation log-variance (a float for ``"fixed"``, else broadcastable)."""
+        return self._observation(params, self.decoder.forward(_sub(params, "dec."), z)[0], sigma2)
 
-    def log_px_given_z(self, params, x, z, sigma2=None):
-        """log p(x | z) summed over coordinates, shape (..., B), for z (..., B, K) and x (B, d) or (R, B, d)."""
-        return self.decoder_log_prob(params, x, z, sigma2)[0]
+    def _observation(self, params, out, sigma2):
+        d = self.data_dim
+        if sigma2 is not None and self.obs != "fixed":
+            raise ValueError(f"sigma2 can be set per call only for obs='fixed', not obs={self.obs!r}")
+        if self.obs == "fixed":
+            s2 = self.sigma2 if sigma2 is None else _checks.scalar("sigma2", sigma2, positive=True)
+            return out, math.log(s2)
+        if self.obs == "decoder":
+            return out[..., :d], out[..., d:]
+        return out, params["dec.obs_logvar"][..., None, :]
 
-    def decoder_log_prob(self, params, x, z, sigma2=None):
-        """log p(x | z) per point with the cache ``decoder_backward`` needs.
-
-        The one place where decoder output, observation-noise mode and Gaussian log-likelihood
-        meet; every objective (ELBO, IWAE, M2, LiBI) goes through it.
+    def log_prob(self, params, x, z, sigma2=None):
+        """log p(x | z) per point, with the cache ``backward`` needs.
 
         Returns
         -------
         logp : (..., B), summed over the d coordinates, all constants included.
-        cache : opaque, for ``decoder_backward``; ``cache.mean`` and ``cache.obs_logvar`` hold the
-            decoder mean (..., B, d) and observation log-variance (broadcastable to it).
+        cache : for ``backward``; ``cache.mean`` and ``cache.obs_logvar`` are the decoder mean
+            (..., B, d) and the observation log-variance.
         """
-        dec_out, dec_cache = self.decoder.forward(_sub(params, "dec."), z)
+        dec_out, layers = self.decoder.forward(_sub(params, "dec."), z)
         mean, obs_lv = self._observation(params, dec_out, sigma2)
         logp, dmean, dlv = gaussian_log_prob(x, mean, obs_lv)
-        return logp.sum(axis=-1), _DecoderCache(dec_cache, mean, obs_lv, dmean, dlv)
+        return logp.sum(axis=-1), _DecoderCache(layers, mean, obs_lv, dmean, dlv)
 
-    def decoder_backward(self, params, cache, c):
-        """Gradients of sum(c * logp) through ``decoder_log_prob``.
+    def backward(self, params, cache, c):
+        """Gradients of sum(c * logp) through ``log_prob``.
 
         Parameters
         ----------
-        c : (..., B) cotangent on each log p(x_b | z_b) (e.g. -1 / (S B) for the mean ELBO,
-            -w_s / B for IWAE's normalised weights).
+        c : (..., B) cotangent on each log p(x_b | z_b), e.g. -1 / (S B) for the mean ELBO or
+            -w_s / B for IWAE's normalised importance weights.
 
         Returns
         -------
-        dz : (..., B, K), the cotangent reaching z.
-        grads : decoder gradients with full keys (``"dec.*"``, ``"dec.obs_logvar"`` included).
+        dz : (..., B, n_in), the cotangent reaching the decoder input.
+        grads : the ``"dec.*"`` gradients (``"dec.obs_logvar"`` included).
         """
         xp = xp_of(cache.dmean)
         dmean = cache.dmean * c[..., None]
@@ -169,7 +142,7 @@ class GaussianVAE:
         return dz, grads
 
     @staticmethod
-    def mean_obs_variance(cache, loss_shape):
+    def mean_variance(cache, loss_shape):
         """Mean observation variance over samples, points and coordinates, shaped like the loss (() or (R,))."""
         xp = xp_of(cache.mean)
         lv = cache.obs_logvar
@@ -178,16 +151,82 @@ class GaussianVAE:
         lead = s2.ndim - 2 - len(loss_shape)
         return s2.mean(axis=tuple(range(lead)) + (-2, -1))
 
-    def _observation(self, params, out, sigma2):
-        d = self.data_dim
-        if sigma2 is not None and self.obs != "fixed":
-            raise ValueError(f"sigma2 can be set per call only for obs='fixed', not obs={self.obs!r}")
-        if self.obs == "fixed":
-            s2 = self.sigma2 if sigma2 is None else _checks.scalar("sigma2", sigma2, positive=True)
-            return out, math.log(s2)
-        if self.obs == "decoder":
-            return out[..., :d], out[..., d:]
-        return out, params["dec.obs_logvar"][..., None, :]
+
+class GaussianVAE:
+    """Gaussian VAE with a diagonal-Gaussian encoder (MATH.md 1).
+
+    -ELBO(x) = E_q[ -log N(x; f(z), s2) ] + beta * KL(q(z|x) || N(0, I)), z = mu + exp(lv/2) eps.
+
+    Parameters
+    ----------
+    encoder : Layer mapping x (..., B, d) to (..., B, 2K): the first K outputs are mu, the
+        last K are logvar (a log-variance).
+    decoder : Layer mapping z (..., B, K) to the mean f(z) (..., B, d), or to (..., B, 2d) =
+        (mean, logvar) when ``obs="decoder"``.
+    latent_dim, data_dim : int, K and d.
+    obs, sigma2 : observation-noise mode and (fixed or initial) variance; see ``GaussianDecoder``
+        (``"fixed"`` F-VAE, ``"scalar"`` LS-VAE, ``"vector"``, ``"decoder"`` LV-VAE).
+    beta : float >= 0, KL weight (beta-VAE); overridable per call (KL annealing).
+    kl : ``"analytic"`` (default) uses the closed-form KL; ``"sample"`` uses its single-sample
+        estimate log q(z|x) - log p(z) at the drawn z, the Monte Carlo ELBO that IWAE with S = 1
+        reproduces exactly (MATH.md 2.1).
+
+    Attributes
+    ----------
+    gen : GaussianDecoder, the observation model p(x|z) (``decoder``, ``obs``, ``sigma2`` are its).
+    """
+
+    def __init__(self, encoder, decoder, latent_dim, data_dim, *, obs="fixed", sigma2=1.0, beta=1.0,
+                 kl="analytic"):
+        if not isinstance(encoder, Layer):
+            raise TypeError(f"encoder must be a refvae Layer, got {type(encoder).__name__}")
+        self.latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
+        self.data_dim = _checks.integer("data_dim", data_dim, min_value=1)
+        self.beta = _checks.scalar("beta", beta, nonneg=True)
+        self.kl = _checks.choice("kl", kl, ("analytic", "sample"))
+        _check_widths("encoder", encoder, self.data_dim, 2 * self.latent_dim)
+        self.gen = GaussianDecoder(decoder, self.latent_dim, self.data_dim, obs=obs, sigma2=sigma2)
+        self.encoder, self.decoder, self.obs, self.sigma2 = encoder, decoder, self.gen.obs, self.gen.sigma2
+
+    @classmethod
+    def from_sizes(cls, data_dim, latent_dim, hidden=(64, 64), activation="tanh", *, obs="fixed",
+                   sigma2=1.0, beta=1.0, kl="analytic", residual=False):
+        """MLP encoder and decoder with the given hidden widths (``hidden=()``: affine maps)."""
+        hidden = tuple(hidden)
+        dec_out = 2 * data_dim if obs == "decoder" else data_dim
+        enc = mlp((data_dim, *hidden, 2 * latent_dim), activation, residual=residual)
+        dec = mlp((latent_dim, *hidden[::-1], dec_out), activation, residual=residual)
+        return cls(enc, dec, latent_dim, data_dim, obs=obs, sigma2=sigma2, beta=beta, kl=kl)
+
+    @classmethod
+    def linear(cls, data_dim, latent_dim, *, obs="scalar", sigma2=1.0, beta=1.0):
+        """The linear VAE of MATH.md 4.4: affine encoder and affine decoder."""
+        return cls.from_sizes(data_dim, latent_dim, hidden=(), obs=obs, sigma2=sigma2, beta=beta)
+
+    # -- parameters -----------------------------------------------------------------
+    def init(self, rng, restarts=None):
+        """Fresh parameters: networks from ``rng``, learned log-variance at log(sigma2)."""
+        return {**_prefixed("enc.", self.encoder.init(rng, restarts)), **self.gen.init(rng, restarts)}
+
+    def noise_shape(self, params, batch_size, n_samples=None):
+        """Shape of the standard-normal noise for a batch: (R?, B, K), or (S, R?, B, K)."""
+        shape = _restart_shape(params) + (batch_size, self.latent_dim)
+        return shape if n_samples is None else (n_samples,) + shape
+
+    # -- pieces ---------------------------------------------------------------------
+    def encode(self, params, x):
+        """Encoder moments: mu, logvar of shape (R?, B, K) for x of shape (B, d) or (R, B, d)."""
+        out, _ = self.encoder.forward(_sub(params, "enc."), x)
+        K = self.latent_dim
+        return out[..., :K], out[..., K:]
+
+    def decode(self, params, z, sigma2=None):
+        """Decoder mean and observation log-variance at z (..., B, K); both broadcast to (..., B, d)."""
+        return self.gen.decode(params, z, sigma2)
+
+    def log_px_given_z(self, params, x, z, sigma2=None):
+        """log p(x | z) summed over coordinates, shape (..., B), for z (..., B, K) and x (B, d) or (R, B, d)."""
+        return self.gen.log_prob(params, x, z, sigma2)[0]
 
     # -- objective ------------------------------------------------------------------
     def value_and_grad(self, params, x, noise, *, beta=None, sigma2=None, with_terms=False):
@@ -219,24 +258,33 @@ class GaussianVAE:
             raise ValueError(f"noise must have shape {tuple(mu.shape)} or (S, *{tuple(mu.shape)}), "
                              f"got {tuple(noise.shape)}")
         z, std = reparameterize(mu, lv, noise)
-        logp, dec = self.decoder_log_prob(params, x, z, sigma2)   # (S?, R?, B)
-        kl, dmu_kl, dlv_kl = kl_std_normal(mu, lv)                # (R?, B)
-        batch = mu.shape[-2]
-        n_samples = logp.size // kl.size
-        loss_recon = -logp.reshape((n_samples,) + kl.shape).mean(axis=0).mean(axis=-1)
-        loss_kl = kl.mean(axis=-1)
-        loss = loss_recon + beta * loss_kl
+        logp, dec = self.gen.log_prob(params, x, z, sigma2)       # (S?, R?, B)
+        batch, point_shape = mu.shape[-2], mu.shape[:-1]          # point_shape: (R?, B)
+        n_samples = logp.size // math.prod(point_shape)
 
+        def per_point_mean(a):                                    # (S?, R?, B) -> () or (R,)
+            return a.reshape((n_samples,) + point_shape).mean(axis=0).mean(axis=-1)
+
+        loss_recon = -per_point_mean(logp)
         # backward: d loss / d log p(x_b | z_sb) = -1 / (S B)
-        dz, grads = self.decoder_backward(params, dec, xp.full(logp.shape, -1.0 / (n_samples * batch)))
-        dmu, dlv = reparameterize_backward(dz, std, noise, mu.shape, lv.shape)
-        dmu = dmu + dmu_kl * (beta / batch)
-        dlv = dlv + dlv_kl * (beta / batch)
+        dz, grads = self.gen.backward(params, dec, xp.full(logp.shape, -1.0 / (n_samples * batch)))
+        if self.kl == "sample":
+            kls = kl_sample(z, noise, lv)
+            loss_kl = per_point_mean(kls)
+            dmu, dlv = kl_sample_backward(xp.full(kls.shape, beta / (n_samples * batch)), dz, z, std, noise,
+                                          mu.shape, lv.shape)
+        else:
+            kl, dmu_kl, dlv_kl = kl_std_normal(mu, lv)            # (R?, B)
+            loss_kl = kl.mean(axis=-1)
+            dmu, dlv = reparameterize_backward(dz, std, noise, mu.shape, lv.shape)
+            dmu = dmu + dmu_kl * (beta / batch)
+            dlv = dlv + dlv_kl * (beta / batch)
+        loss = loss_recon + beta * loss_kl
         _, g_enc = self.encoder.backward(_sub(params, "enc."), enc_cache, xp.concatenate([dmu, dlv], axis=-1))
         grads.update(_prefixed("enc.", g_enc))
         if not with_terms:
             return loss, grads
-        terms = {"recon": loss_recon, "kl": loss_kl, "sigma2": self.mean_obs_variance(dec, loss.shape), "beta": beta}
+        terms = {"recon": loss_recon, "kl": loss_kl, "sigma2": self.gen.mean_variance(dec, loss.shape), "beta": beta}
         return loss, grads, terms
 
 

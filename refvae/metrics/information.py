@@ -20,7 +20,7 @@ import math
 
 from .. import _checks
 from ..backend import make_rng, normal, to_host, xp_of
-from ..distributions import gaussian_log_prob, reparameterize
+from ..distributions import gaussian_log_prob, logsumexp, reparameterize
 
 __all__ = ["mutual_information", "encoder_mutual_information", "active_units",
            "aggregate_posterior_samples", "aggregate_kl_to_prior"]
@@ -28,13 +28,6 @@ __all__ = ["mutual_information", "encoder_mutual_information", "active_units",
 # entries of one (rows, B, K) block of pairwise log-densities: bounds the memory of the
 # B x B aggregate in ``mutual_information`` (2**22 float64 = 32 MiB).
 _BLOCK = 2 ** 22
-
-
-def _logsumexp(a, axis):
-    """log sum exp over ``axis`` (removed), shifted by the maximum so nothing overflows."""
-    xp = xp_of(a)
-    m = a.max(axis=axis, keepdims=True)
-    return (m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
 def _moments(mu, logvar):
@@ -90,7 +83,7 @@ def mutual_information(mu, logvar, noise):
     for i0 in range(0, B, rows):
         zi = z[..., i0:i0 + rows, None, :]                          # (S?, R?, c, 1, K)
         pair = gaussian_log_prob(zi, mu[..., None, :, :], logvar[..., None, :, :])[0].sum(axis=-1)
-        log_agg.append(_logsumexp(pair, axis=-1) - math.log(B))     # (S?, R?, c)
+        log_agg.append(logsumexp(pair, axis=-1) - math.log(B))     # (S?, R?, c)
     log_agg = xp.concatenate(log_agg, axis=-1)
     per_point = (log_self - log_agg).mean(axis=-1)                 # (S?, R?)
     return per_point.reshape((-1,) + mu.shape[:-2]).mean(axis=0)

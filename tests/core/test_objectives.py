@@ -19,10 +19,11 @@ def perturbed_init(model, rng, R):
 @settings(max_examples=25, deadline=None)
 @given(seed=seeds, obs=st.sampled_from(OBS_MODES), R=restarts, S=st.sampled_from([None, 3]),
        d=sizes, K=sizes, B=sizes, hidden=st.sampled_from([(), (3,), (3, 2)]),
-       act=st.sampled_from(["tanh", "softplus"]), beta=st.floats(0.0, 3.0))
-def test_gaussian_vae_gradient(seed, obs, R, S, d, K, B, hidden, act, beta):
+       act=st.sampled_from(["tanh", "softplus"]), beta=st.floats(0.0, 3.0),
+       kl=st.sampled_from(["analytic", "sample"]))
+def test_gaussian_vae_gradient(seed, obs, R, S, d, K, B, hidden, act, beta, kl):
     rng = np.random.default_rng(seed)
-    model = GaussianVAE.from_sizes(d, K, hidden, act, obs=obs, sigma2=0.7, beta=beta)
+    model = GaussianVAE.from_sizes(d, K, hidden, act, obs=obs, sigma2=0.7, beta=beta, kl=kl)
     params = perturbed_init(model, rng, R)
     x = rng.standard_normal((B, d))
     noise = rng.standard_normal(model.noise_shape(params, B, S))
@@ -75,6 +76,22 @@ def test_sampler_and_kl_agree_by_monte_carlo():
     wrong = mu + np.exp(logvar) * eps
     bad = (gaussian_log_prob(wrong, mu, logvar)[0].sum(-1) - gaussian_log_prob(wrong, 0.0, 0.0)[0].sum(-1))[:, 0]
     assert abs(bad.mean() - kl) > 20 * se
+
+
+def test_sampled_kl_is_unbiased_for_the_closed_form():
+    """kl="sample" estimates the same objective: its mean over noise is the closed-form KL."""
+    rng = np.random.default_rng(2)
+    model = GaussianVAE.from_sizes(3, 2, (4,), obs="fixed", kl="sample")
+    params = perturbed_init(model, rng, None)
+    x = rng.standard_normal((4, 3))
+    noise = rng.standard_normal((100_000, 4, 2))
+    terms = model.value_and_grad(params, x, noise, with_terms=True)[2]
+    mu, lv = model.encode(params, x)
+    from refvae.distributions import kl_sample
+    per_draw = kl_sample(mu + np.exp(lv / 2) * noise, noise, lv).mean(-1)       # (S,)
+    se = per_draw.std() / np.sqrt(len(per_draw))
+    assert terms["kl"] == pytest.approx(per_draw.mean(), rel=1e-12)
+    assert abs(terms["kl"] - kl_std_normal(mu, lv)[0].mean()) < 4 * se
 
 
 def test_kl_closed_form_against_quadrature():
