@@ -50,7 +50,7 @@ from . import _checks
 from .backend import make_rng, normal, to_device, to_host, xp_of
 from .metrics.information import encoder_mutual_information
 from .optim import Adam
-from .train import FitResult, gradient_step, minibatches
+from .train import FitResult, check_loop_args, gradient_step, minibatches
 
 __all__ = ["inner_should_stop", "count_inner_steps", "fit_lin", "fit_lin_segmented", "LINResult"]
 
@@ -159,13 +159,7 @@ def _setup(model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr,
     for prefix in ("enc.", "dec."):
         if not any(k.startswith(prefix) for k in params):
             raise ValueError(f"params must hold {prefix}* entries (an encoder and a decoder)")
-    x = _checks.array("x", x, ndim=2)
-    steps = _checks.integer("steps", steps, min_value=0)
-    n = x.shape[0]
-    batch_size = n if batch_size is None else _checks.integer("batch_size", batch_size, min_value=1)
-    if batch_size > n:
-        raise ValueError(f"batch_size must be <= the number of data points {n}, got {batch_size}")
-    n_samples = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
+    x, steps, batch_size, n_samples = check_loop_args(x, steps, batch_size, n_samples)
     if optimizer is not None and (enc_lr is not None or dec_lr is not None):
         raise ValueError("give either optimizer or enc_lr / dec_lr, not both")
     if optimizer is None:

@@ -77,6 +77,21 @@ def gradient_step(model, params, state, optimizer, xb, noise, step, *, only=None
     return params, state, loss, terms
 
 
+def check_loop_args(x, steps, batch_size, n_samples):
+    """Validate the arguments every training loop shares; returns (x, steps, batch_size, n_samples).
+
+    x : (N, d) finite data; steps : int >= 0; batch_size : None (= N) or int in 1..N;
+    n_samples : None or int >= 1.
+    """
+    x = _checks.array("x", x, ndim=2)
+    steps = _checks.integer("steps", steps, min_value=0)
+    n = x.shape[0]
+    batch_size = n if batch_size is None else _checks.integer("batch_size", batch_size, min_value=1)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be <= the number of data points {n}, got {batch_size}")
+    return x, steps, batch_size, _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
+
+
 @dataclass
 class FitResult:
     """``params``: trained parameters; ``history``: dict of arrays (steps, ...) of the loss terms;
@@ -126,13 +141,8 @@ def fit(model, params, x, *, steps, seed, batch_size=None, optimizer=None, n_sam
     ------
     TrainingDiverged when the loss, a gradient or a parameter turns non-finite.
     """
-    x = _checks.array("x", x, ndim=2)
-    steps = _checks.integer("steps", steps, min_value=0)
+    x, steps, batch_size, n_samples = check_loop_args(x, steps, batch_size, n_samples)
     n = x.shape[0]
-    batch_size = n if batch_size is None else _checks.integer("batch_size", batch_size, min_value=1)
-    if batch_size > n:
-        raise ValueError(f"batch_size must be <= the number of data points {n}, got {batch_size}")
-    n_samples = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
     schedules = dict(schedules or {})
     for name, fn in schedules.items():
         if not callable(fn):

@@ -8,12 +8,8 @@ from refvae.backend import normal
 from refvae.distributions import gaussian_log_prob, kl_std_normal, reparameterize
 from refvae.objectives import OBS_MODES, Autoencoder, GaussianVAE
 from tests.core.strategies import restarts, seeds, sizes
+from tests.helpers import perturbed_init
 
-
-def perturbed_init(model, rng, R):
-    """Initial parameters with non-zero biases and log-variances, so every gradient path is exercised."""
-    params = model.init(rng, R)
-    return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in params.items()}
 
 
 @settings(max_examples=25, deadline=None)

@@ -14,21 +14,12 @@ from refvae.layers import _sub
 from refvae.objectives import OBS_MODES, GaussianVAE
 from refvae.optim import Adam
 from refvae.train import fit
+from tests.helpers import mean_and_se, perturbed_init
 
 seeds = st.integers(0, 2**32 - 1)
 restarts = st.sampled_from([None, 2])
 
 
-def perturbed_init(model, rng, R, scale=0.3):
-    """Initial parameters with non-zero biases and log-variances, so every gradient path is exercised."""
-    params = model.init(rng, R)
-    return {k: v + scale * rng.standard_normal(v.shape) for k, v in params.items()}
-
-
-def mean_and_se(samples):
-    """Mean over (points, draws) of samples (N, M) and its standard error with the points held fixed."""
-    N, M = samples.shape
-    return samples.mean(), math.sqrt(samples.var(axis=1, ddof=1).mean() / (N * M))
 
 
 # -- gradients ------------------------------------------------------------------------

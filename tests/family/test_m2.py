@@ -15,20 +15,12 @@ from refvae.m2 import M2, PackedM2
 from refvae.objectives import OBS_MODES
 from refvae.optim import Adam
 from refvae.train import fit
+from tests.helpers import mean_and_se, perturbed_init
 
 seeds = st.integers(0, 2**32 - 1)
 restarts = st.sampled_from([None, 2])
 
 
-def perturbed_init(model, rng, R, scale=0.3):
-    params = model.init(rng, R)
-    return {k: v + scale * rng.standard_normal(v.shape) for k, v in params.items()}
-
-
-def mean_and_se(samples):
-    """Mean over (points, draws) of samples (N, M) and its standard error with the points held fixed."""
-    N, M = samples.shape
-    return samples.mean(), math.sqrt(samples.var(axis=1, ddof=1).mean() / (N * M))
 
 
 # -- gradients ------------------------------------------------------------------------
