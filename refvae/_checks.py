@@ -90,15 +90,27 @@ def choice(name, v, options):
     return v
 
 
-def params_like(name, params, reference):
-    """Check a parameter dict has exactly the keys and shapes of ``reference``."""
+def params_like(params, template, name="params"):
+    """Check ``params`` holds every key of ``template`` (key -> shape without the restarts axis).
+
+    Other keys are allowed (one dict may hold several objectives' parameters, as in LiBI); they
+    get no gradient, and an optimiser asked to step them says so.
+    Each entry must have the template's number of axes, optionally behind one leading restarts
+    axis R common to all entries, and the template's last (feature) axis. Other axes are not
+    compared: a per-point encoder's table is sliced to the batch.
+    """
     if not isinstance(params, dict):
         raise TypeError(f"{name} must be a dict of arrays, got {type(params).__name__}")
-    missing = sorted(set(reference) - set(params))
-    extra = sorted(set(params) - set(reference))
-    if missing or extra:
-        raise ValueError(f"{name} keys do not match the model: missing {missing}, unexpected {extra}")
-    for k, ref in reference.items():
-        if tuple(params[k].shape) != tuple(ref.shape):
-            raise ValueError(f"{name}[{k!r}] must have shape {tuple(ref.shape)}, got {tuple(params[k].shape)}")
+    missing = sorted(set(template) - set(params))
+    if missing:
+        extra = sorted(set(params) - set(template))
+        raise ValueError(f"{name} lacks the model's entries {missing}" + (f" (it has {extra})" if extra else ""))
+    lead = None
+    for k, shape in template.items():
+        got = tuple(getattr(params[k], "shape", ()))
+        n = len(got) - len(shape)
+        if n not in (0, 1) or got[-1:] != tuple(shape)[-1:] or (lead is not None and got[:n] != lead):
+            raise ValueError(f"{name}[{k!r}] must have shape {tuple(shape)} or (R, *{tuple(shape)}) with the "
+                             f"same R for every entry, got {got}")
+        lead = got[:n]
     return params

@@ -23,7 +23,7 @@ from . import _checks
 from .backend import xp_of
 from .distributions import kl_sample, kl_sample_backward, logsumexp, reparameterize
 from .layers import _sub
-from .objectives import GaussianVAE, _prefixed, _restart_shape
+from .objectives import GaussianVAE, _prefixed, _restart_shape, _template
 
 
 class IWAE:
@@ -58,6 +58,7 @@ class IWAE:
         return self.vae.noise_shape(params, batch_size, S)
 
     def _check(self, params, x, noise):
+        _checks.params_like(params, _template(self.vae))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.vae.data_dim)
         noise = _checks.array("noise", noise)
         lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params))

@@ -318,7 +318,7 @@ def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_ste
     if params is None:
         params = init_libi(vae, rng, restarts)
     else:
-        _checks.params_like("params", params, init_libi(vae, np.random.default_rng(0), _restarts_of(params)))  # shapes only
+        _checks.params_like(params, {k: v.shape for k, v in init_libi(vae, np.random.default_rng(0)).items()})
     optimizer = Adam(1e-2) if optimizer is None else optimizer
 
     best = best_ll = best_rep = None

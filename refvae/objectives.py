@@ -40,6 +40,13 @@ def _check_widths(name, net, n_in, n_out):
         raise ValueError(f"{name} must map {n_in} -> {n_out} features for this model, got {net.n_in} -> {net.n_out}")
 
 
+def _template(model):
+    """Key -> shape (without restarts) of the model's parameters, computed once from ``init``."""
+    if "_param_template" not in model.__dict__:
+        model._param_template = {k: tuple(v.shape) for k, v in model.init(np.random.default_rng(0)).items()}
+    return model._param_template
+
+
 def _restart_shape(params):
     """The restarts axis of a parameter dict: () or (R,), read off any dense weight."""
     for k, v in params.items():
@@ -247,6 +254,7 @@ class GaussianVAE:
         loss : scalar, or (R,) with a restarts axis.
         grads : dict like ``params``.
         """
+        _checks.params_like(params, _template(self))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         beta = self.beta if beta is None else _checks.scalar("beta", beta, nonneg=True)
         xp = xp_of(x)
@@ -322,6 +330,7 @@ class Autoencoder:
         return self.decoder.forward(_sub(params, "dec."), z)[0]
 
     def value_and_grad(self, params, x, noise=None, *, with_terms=False):
+        _checks.params_like(params, _template(self))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         z, enc_cache = self.encoder.forward(_sub(params, "enc."), x)
         xhat, dec_cache = self.decoder.forward(_sub(params, "dec."), z)

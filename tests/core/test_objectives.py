@@ -150,6 +150,14 @@ def test_objective_input_errors():
         model.value_and_grad(params, np.zeros((5, 3)), noise, sigma2=1.0)
     with pytest.raises(ValueError, match="beta must be non-negative"):
         model.value_and_grad(params, np.zeros((5, 3)), noise, beta=-1.0)
+    with pytest.raises(ValueError, match=r"lacks the model's entries \['dec.0.W'\] \(it has \['dec.W'\]\)"):
+        bad = dict(params)
+        bad["dec.W"] = bad.pop("dec.0.W")
+        model.value_and_grad(bad, np.zeros((5, 3)), noise)
+    with pytest.raises(ValueError, match=r"params\['enc.0.W'\] must have shape \(3, 4\)"):
+        model.value_and_grad({**params, "enc.0.W": np.zeros((4, 3))}, np.zeros((5, 3)), noise)
+    with pytest.raises(ValueError, match="same R"):
+        model.value_and_grad({**params, "enc.0.W": np.zeros((2, 3, 4))}, np.zeros((5, 3)), noise)
     with pytest.raises(ValueError, match="obs must be one of"):
         GaussianVAE.from_sizes(3, 2, obs="learned")
     with pytest.raises(ValueError, match="sigma2 must be positive"):
