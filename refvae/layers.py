@@ -79,6 +79,89 @@ class Linear(Layer):
         return f"Linear({self.n_in}, {self.n_out})"
 
 
+class CholeskyLinear(Layer):
+    """Seed 004's C.2 / LinearJTEx decoder mean: z -> L z with L = chol(A A^T + diag B) (lower).
+
+    MATH.md 4.1, seed 004 Eq. 3 and App. C.2. The learned parameter is A; B is a fixed
+    non-negative diagonal. With observation noise N(0, sigma2 I - diag B) the model's
+    marginal is N(0, A A^T + sigma2 I). The triangular factor pins the rotation of the latent
+    space: a free matrix W could be rotated (W -> W R) until the posterior is diagonal at no
+    cost in p(x), and the trade-off seed 004 describes would vanish.
+
+    Parameters
+    ----------
+    dim : int, d = K (A is (d, d)).
+    B : array (d,), the fixed diagonal, entries >= 0.
+    scale : float > 0, standard deviation of the initial entries of A.
+
+    Params ``{"A": (d, d) or (R, d, d)}``; input z (..., B, d) with the restarts axis (if any)
+    third from the right; output (..., B, d).
+    """
+
+    def __init__(self, dim, B, *, scale=1.0):
+        self.n_in = self.n_out = _checks.integer("dim", dim, min_value=1)
+        self.B = np.asarray(_checks.array("B", B, shape=(self.n_in,), nonneg=True))
+        self.scale = _checks.scalar("scale", scale, positive=True)
+
+    def init(self, rng, restarts=None):
+        restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
+        lead = () if restarts is None else (restarts,)
+        return {"A": asarray(self.scale * rng.standard_normal(lead + (self.n_in, self.n_in)))}
+
+    def factor(self, params):
+        """L = chol(A A^T + diag B), shape (R?, d, d)."""
+        A = params["A"]
+        xp = xp_of(A)
+        return xp.linalg.cholesky(A @ A.swapaxes(-1, -2) + xp.diag(xp.asarray(self.B)))
+
+    def forward(self, params, z):
+        L = self.factor(params)
+        return z @ L.swapaxes(-1, -2), (z, L)
+
+    def backward(self, params, cache, dy):
+        # y = z L^T gives dz = dy L and dL = tril(dy^T z). Back through the Cholesky factor
+        # (Murray 2016): with Phi(X) the lower triangle of X with its diagonal halved,
+        # G_bar = sym(L^-T Phi(L^T dL) L^-1) for G = L L^T, and G = A A^T + B gives dA = 2 G_bar A.
+        z, L = cache
+        A = params["A"]
+        xp = xp_of(A, z, dy)
+        dz = dy @ L
+        dL = xp.tril(sum_to_shape(dy.swapaxes(-1, -2) @ z, L.shape))
+        Lt = L.swapaxes(-1, -2)
+        phi = xp.tril(Lt @ dL)
+        phi = phi - 0.5 * xp.eye(self.n_in) * phi
+        left = xp.linalg.solve(Lt, phi)                                     # L^-T Phi
+        S = xp.linalg.solve(Lt, left.swapaxes(-1, -2)).swapaxes(-1, -2)     # L^-T Phi L^-1
+        return dz, {"A": (S + S.swapaxes(-1, -2)) @ A}
+
+    def __repr__(self):
+        return f"CholeskyLinear({self.n_in}, B={self.B.tolist()})"
+
+
+class Shift(Layer):
+    """y = x + b: an output offset after a nonlinearity (seed 002's decoder pi_a(W z) + b).
+
+    Params ``{"b": (n,) or (R, n)}`` (zero at init); input (..., B, n).
+    """
+
+    def __init__(self, n):
+        self.n_in = self.n_out = _checks.integer("n", n, min_value=1)
+
+    def init(self, rng, restarts=None):
+        restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
+        lead = () if restarts is None else (restarts,)
+        return {"b": asarray(np.zeros(lead + (self.n_in,)))}
+
+    def forward(self, params, x):
+        return x + params["b"][..., None, :], None
+
+    def backward(self, params, cache, dy):
+        return dy, {"b": sum_to_shape(dy.sum(axis=-2), params["b"].shape)}
+
+    def __repr__(self):
+        return f"Shift({self.n_in})"
+
+
 class Elementwise(Layer):
     """An elementwise activation: subclasses define ``f(x)`` and ``df(x, y)`` = dy/dx."""
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from refvae import gradcheck
-from refvae.layers import (Cube, Identity, LeakyReLU, Linear, ReLU, ResidualBlock, Sequential, Sigmoid,
-                           Softplus, SoftThreshold, Tanh, mlp)
+from refvae.layers import (CholeskyLinear, Cube, Identity, LeakyReLU, Linear, ReLU, ResidualBlock, Sequential,
+                           Shift, Sigmoid, Softplus, SoftThreshold, Tanh, mlp)
 from tests.core.strategies import away_from, restarts, seeds, sizes
 
 H = 1e-4  # gradcheck step; kinks are kept 10 h away
@@ -59,6 +59,42 @@ def test_residual_block_and_mlp(seed, batch, width, R, act):
                   mlp([2, width, 3], act, final_activation="sigmoid")):
         x = rng.standard_normal(((R,) if R else ()) + (batch, layer.n_in))
         check_layer(layer, x, rng, layer.init(rng, R))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, dim=st.integers(1, 3), batch=sizes, R=restarts, samples=st.booleans(),
+       b_scale=st.floats(0.0, 1.0))
+def test_cholesky_linear(seed, dim, batch, R, samples, b_scale):
+    rng = np.random.default_rng(seed)
+    layer = CholeskyLinear(dim, b_scale * rng.random(dim))
+    params = layer.init(rng, R)
+    params["A"] = params["A"] + 2.0 * np.eye(dim)       # keep A A^T + B well conditioned
+    lead = ((2,) if samples else ()) + (() if R is None else (R,))
+    check_layer(layer, rng.standard_normal(lead + (batch, dim)), rng, params)
+
+
+def test_cholesky_linear_is_seed004_c2_decoder():
+    import analytic.linear_gaussian as lg
+    A, B = np.array([[0.75, 0.25], [1.5, -1.0]]), np.array([0.006, 0.006])
+    W = lg.pedagogical_c2(A, B, 0.01).W
+    layer = CholeskyLinear(2, B)
+    np.testing.assert_allclose(layer.factor({"A": A}), W, rtol=1e-12)
+    z = np.random.default_rng(0).standard_normal((5, 2))
+    np.testing.assert_allclose(layer.forward({"A": A}, z)[0], z @ W.T, rtol=1e-12)
+    with pytest.raises(ValueError, match="B must be non-negative"):
+        CholeskyLinear(2, [0.1, -0.1])
+    with pytest.raises(ValueError, match="B must have shape"):
+        CholeskyLinear(2, [0.1, 0.1, 0.1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds, n=sizes, batch=sizes, R=restarts, samples=st.booleans())
+def test_shift(seed, n, batch, R, samples):
+    rng = np.random.default_rng(seed)
+    layer = Shift(n)
+    params = {"b": rng.standard_normal(layer.init(rng, R)["b"].shape)}
+    lead = ((2,) if samples else ()) + (() if R is None else (R,))
+    check_layer(layer, rng.standard_normal(lead + (batch, n)), rng, params)
 
 
 def test_linear_restart_axis_matches_single_models():

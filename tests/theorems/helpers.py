@@ -14,22 +14,17 @@ Every check trains a model with refvae and compares it with a closed form of the
 - ``with_values``: set entries of a parameter dict, refusing unknown keys.
 - ``affine_encoder`` / ``affine_decoder``: the maps of ``GaussianVAE.linear`` in analytic's
   orientation.
-- Two layers the core lacks, each with its hand-written backward right under its forward
-  (gradient-checked in the test files that use them): ``CholeskyLinear``, the decoder mean
-  z -> chol(A A^T + diag B) z of seed 004's C.2 / LinearJTEx model, and ``Shift``, an output
-  offset y = x + b (seed 002's decoder pi_a(W z) + b has its offset after the threshold).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from refvae import _checks
-from refvae.backend import asarray, make_rng, normal, sum_to_shape, to_host, xp_of
-from refvae.layers import Layer
+from refvae.backend import asarray, make_rng, normal, to_host
 from refvae.optim import Adam
 from refvae.train import fit
 
-__all__ = ["train", "mc_objective", "with_values", "affine_encoder", "affine_decoder", "CholeskyLinear", "Shift"]
+__all__ = ["train", "mc_objective", "with_values", "affine_encoder", "affine_decoder"]
 
 
 def train(model, params, x, *, schedule, seed, n_samples=None, only=None, average=0):
@@ -138,87 +133,3 @@ def affine_decoder(params, r=None):
     if r is not None:
         W, b = W[r], b[r]
     return W.T, b
-
-
-class CholeskyLinear(Layer):
-    """Decoder mean of seed 004's C.2 model: z -> L z, L = chol(A A^T + diag B) (lower).
-
-    Seed 004 Sec. 1 Eq. 3 and App. C.2 (MATH.md 4.1): with observation noise
-    N(0, sigma2 I - diag B) the marginal is N(0, A A^T + sigma2 I); LinearJTEx learns A
-    with B fixed. Writing the Cholesky factor into the decoder (rather than a free
-    matrix W) is what fixes the rotation of the latent space: a free W could rotate to
-    make the posterior diagonal at no cost in p(x).
-
-    Parameters
-    ----------
-    dim : int, d = K (A is (d, d)).
-    B : array (d,), the fixed non-negative diagonal.
-    scale : standard deviation of the initial entries of A.
-
-    Params ``{"A": (d, d) or (R, d, d)}``; input z (..., B, d), output (..., B, d).
-    """
-
-    def __init__(self, dim, B, *, scale=1.0):
-        self.n_in = self.n_out = _checks.integer("dim", dim, min_value=1)
-        self.B = np.asarray(_checks.array("B", B, shape=(self.n_in,), nonneg=True))
-        self.scale = _checks.scalar("scale", scale, positive=True)
-
-    def init(self, rng, restarts=None):
-        restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
-        lead = () if restarts is None else (restarts,)
-        return {"A": asarray(self.scale * rng.standard_normal(lead + (self.n_in, self.n_in)))}
-
-    def factor(self, params):
-        """L = chol(A A^T + diag B), shape (R?, d, d)."""
-        A = params["A"]
-        xp = xp_of(A)
-        G = A @ A.swapaxes(-1, -2) + xp.diag(xp.asarray(self.B))
-        return xp.linalg.cholesky(G)
-
-    def forward(self, params, z):
-        L = self.factor(params)
-        return z @ L.swapaxes(-1, -2), (z, L)
-
-    def backward(self, params, cache, dy):
-        # y = z L^T: dz = dy L, dL = dy^T z (lower part). Through G = L L^T (Murray 2016,
-        # "Differentiation of the Cholesky decomposition"): with Phi(X) = tril(X) with halved
-        # diagonal, S = L^-T Phi(L^T dL) L^-1 and dG = (S + S^T) / 2; G = A A^T + B gives dA = 2 dG A.
-        z, L = cache
-        A = params["A"]
-        xp = xp_of(A, z, dy)
-        dz = dy @ L
-        dL = xp.tril(sum_to_shape(dy.swapaxes(-1, -2) @ z, L.shape))
-        P = xp.tril(L.swapaxes(-1, -2) @ dL)
-        P = P - 0.5 * xp.tril(xp.triu(P))                     # halve the diagonal
-        Lt = L.swapaxes(-1, -2)
-        X = xp.linalg.solve(Lt, P)                             # L^-T P
-        S = xp.linalg.solve(Lt, X.swapaxes(-1, -2)).swapaxes(-1, -2)   # L^-T P L^-1
-        dG = 0.5 * (S + S.swapaxes(-1, -2))
-        return dz, {"A": 2.0 * dG @ A}
-
-    def __repr__(self):
-        return f"CholeskyLinear({self.n_in}, B={self.B.tolist()})"
-
-
-class Shift(Layer):
-    """y = x + b: an output offset after a nonlinearity (seed 002's decoder pi_a(W z) + b).
-
-    Params ``{"b": (n,) or (R, n)}`` (zero at init); input (..., B, n).
-    """
-
-    def __init__(self, n):
-        self.n_in = self.n_out = _checks.integer("n", n, min_value=1)
-
-    def init(self, rng, restarts=None):
-        restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
-        lead = () if restarts is None else (restarts,)
-        return {"b": asarray(np.zeros(lead + (self.n_in,)))}
-
-    def forward(self, params, x):
-        return x + params["b"][..., None, :], None
-
-    def backward(self, params, cache, dy):
-        return dy, {"b": sum_to_shape(dy.sum(axis=-2), params["b"].shape)}
-
-    def __repr__(self):
-        return f"Shift({self.n_in})"

@@ -21,41 +21,17 @@ the closed form.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 from scipy import optimize, stats
 
 from analytic import linear_gaussian as lg
 from analytic import mfg
-from refvae import GaussianVAE, Linear, datasets, gradcheck
-from refvae.backend import asarray
+from refvae import GaussianVAE, Linear, datasets
 from refvae.distributions import kl_std_normal
-from tests.theorems.helpers import CholeskyLinear, mc_objective, train, with_values
+from refvae.layers import CholeskyLinear
+from tests.theorems.helpers import mc_objective, train, with_values
 
 SIGMA2, B, A_GT = lg.LINEAR_JTEX_SIGMA2, lg.LINEAR_JTEX_B, lg.LINEAR_JTEX_A
 N = 500                  # seed 004's training-set size
-
-
-# ------------------------------------------------------------------ the CholeskyLinear layer
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), dim=st.integers(1, 3), batch=st.integers(1, 4),
-       R=st.sampled_from([None, 1, 3]), samples=st.booleans(), b_scale=st.floats(0.0, 1.0))
-def test_cholesky_linear_gradients(seed, dim, batch, R, samples, b_scale):
-    rng = np.random.default_rng(seed)
-    layer = CholeskyLinear(dim, b_scale * rng.random(dim))
-    params = layer.init(rng, R)
-    # keep A A^T + B well conditioned so the finite differences stay accurate
-    params["A"] = params["A"] + 2.0 * np.eye(dim)
-    lead = ((2,) if samples else ()) + (() if R is None else (R,))
-    z = rng.standard_normal(lead + (batch, dim))
-    y, _ = layer.forward(params, z)
-    cot = rng.standard_normal(y.shape)
-    gradcheck.assert_grad(gradcheck.layer_fun(layer, z, cot), {**params, "x": z}, h=1e-4, rtol=1e-6)
-
-
-def test_cholesky_linear_is_the_c2_decoder():
-    params = {"A": asarray(A_GT)}
-    model = lg.pedagogical_c2(A_GT, B, SIGMA2)
-    np.testing.assert_allclose(CholeskyLinear(2, B).factor(params), model.W, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- LinearJTEx

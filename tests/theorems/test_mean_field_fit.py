@@ -14,7 +14,8 @@ import pytest
 from analytic import linear_gaussian as lg
 from analytic import mfg
 from refvae import GaussianVAE, Linear, datasets
-from tests.theorems.helpers import CholeskyLinear, mc_objective, train, with_values
+from refvae.layers import CholeskyLinear
+from tests.theorems.helpers import mc_objective, train, with_values
 
 N = 500
 RESTARTS = 2

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from refvae.verify import REGISTRY, Context, Outcome, claim, main, run_claims
+from refvae.verify import REGISTRY, Context, Outcome, claim, main
 from refvae.verify import registry
 
 
