@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .. import _checks
-from ..backend import to_host, xp_of
+from ..backend import make_rng, normal, to_host, xp_of
 from ..distributions import gaussian_log_prob, reparameterize, std_normal_log_prob
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "model_width", "plan_chunks", "importance_log_likelihood",
@@ -224,3 +224,34 @@ def mean_and_stderr(values, axis=-1):
     if n < 2:
         raise ValueError(f"values must hold at least 2 entries along axis {axis} for a standard error, got {n}")
     return values.mean(axis=axis), values.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def objective_estimate(model, params, x, *, seed, n_samples=16, replicates=8, **overrides):
+    """A model's own objective per data point (e.g. -ELBO, all constants included) and its standard error.
+
+    Each of ``replicates`` independent evaluations of ``model.value_and_grad`` averages
+    ``n_samples`` noise draws per point over all of ``x``; the estimate is the mean of the
+    replicates and the standard error their standard deviation / sqrt(replicates).
+
+    Parameters
+    ----------
+    model : any refvae objective with ``value_and_grad`` and ``noise_shape``; params : its
+        parameters (restarts axis R allowed).
+    x : (N, d) points; seed : int or Generator.
+    n_samples, replicates : int >= 1 and >= 2.
+    overrides : passed to ``value_and_grad`` (e.g. ``sigma2=`` for ``obs="fixed"``).
+
+    Returns
+    -------
+    mean, stderr : floats, or arrays (R,) with a restarts axis (host NumPy).
+    """
+    x = _checks.array("x", x, ndim=2)
+    n_samples = _checks.integer("n_samples", n_samples, min_value=1)
+    replicates = _checks.integer("replicates", replicates, min_value=2)
+    rng = make_rng(seed)
+    values = []
+    for _ in range(replicates):
+        noise = normal(rng, model.noise_shape(params, x.shape[0], n_samples))
+        values.append(to_host(model.value_and_grad(params, x, noise, **overrides)[0]))
+    values = np.asarray(values)
+    return values.mean(axis=0), values.std(axis=0, ddof=1) / math.sqrt(replicates)
