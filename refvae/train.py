@@ -176,6 +176,20 @@ def fit(model, params, x, *, steps, seed, batch_size=None, optimizer=None, n_sam
     return FitResult(params, {k: np.asarray(v) for k, v in history.items()}, state)
 
 
+def check_stages(name, stages):
+    """Validate a learning-rate schedule: a non-empty sequence of (learning rate > 0, steps >= 0)."""
+    try:
+        stages = [(_checks.scalar(f"{name}[{i}] learning rate", lr, positive=True),
+                   _checks.integer(f"{name}[{i}] steps", n, min_value=0)) for i, (lr, n) in enumerate(stages)]
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and "learning rate" in str(exc) or "steps" in str(exc):
+            raise
+        raise TypeError(f"{name} must be a sequence of (learning rate, steps) pairs, got {stages!r}") from exc
+    if not stages:
+        raise ValueError(f"{name} must list at least one (learning rate, steps) stage")
+    return stages
+
+
 def fit_stages(model, params, x, *, stages, seed, batch_size=None, n_samples=None, schedules=None, only=None,
                callback=None, average=0):
     """``fit`` once per stage of a piecewise-constant Adam learning rate, e.g. ``[(1e-2, 2000), (1e-3, 500)]``.
@@ -201,8 +215,7 @@ def fit_stages(model, params, x, *, stages, seed, batch_size=None, n_samples=Non
     params : dict, the trained (or averaged) parameters.
     history : dict of arrays (total steps, R?), the stages' histories concatenated.
     """
-    stages = [(_checks.scalar("stage learning rate", lr, positive=True),
-               _checks.integer("stage steps", n, min_value=0)) for lr, n in stages]
+    stages = check_stages("stages", stages)
     total = sum(n for _, n in stages)
     average = _checks.integer("average", average, min_value=0)
     if average > total:

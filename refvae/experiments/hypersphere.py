@@ -28,7 +28,7 @@ from .. import _checks, datasets
 from ..backend import make_rng, normal, to_host
 from ..distributions import gaussian_log_prob, reparameterize
 from ..objectives import GaussianVAE
-from .noise_modes import _schedule, fit_stages
+from ..train import check_stages, fit_stages
 
 __all__ = ["SphereRun", "decoded_radius", "sphere_vae_radius", "threshold_sweep"]
 
@@ -115,7 +115,7 @@ def sphere_vae_radius(sigma2, *, seed, radius=1.0, data_dim=2, latent_dim=1, hid
     model = GaussianVAE.from_sizes(data_dim, latent_dim, hidden=tuple(hidden), activation="tanh", obs="fixed",
                                    sigma2=sigma2)
     params = model.init(rng, restarts)
-    stages = _schedule(schedule)
+    stages = check_stages("schedule", schedule)
     total = sum(s for _, s in stages)
     probe = x[rng.choice(n, size=min(n, 200), replace=False)]
     probe_rng = np.random.default_rng(rng.integers(2 ** 63))
@@ -127,7 +127,7 @@ def sphere_vae_radius(sigma2, *, seed, radius=1.0, data_dim=2, latent_dim=1, hid
         if t >= total - total // 4 and t % 10 == 0:
             trace.append(np.atleast_2d(decoded_radius(model, p, probe, probe_rng)).mean(axis=-1))
 
-    params, hist = fit_stages(model, params, x, schedule=stages, seed=rng, batch_size=batch_size, callback=watch)
+    params, hist = fit_stages(model, params, x, stages=stages, seed=rng, batch_size=batch_size, callback=watch)
     r_q = np.atleast_2d(decoded_radius(model, params, x, rng))
     r_p = np.atleast_2d(decoded_radius(model, params, x, rng, prior=True))
     rho = ah.optimal_radius(radius, sigma2, data_dim)

@@ -37,8 +37,8 @@ from ..metrics.likelihood import importance_log_likelihood
 from ..metrics.two_sample import smooth_knn_statistic
 from ..objectives import GaussianVAE
 from ..optim import Adam
-from ..train import linear_ramp
-from .noise_modes import _schedule, fit_stages, mc_elbo
+from ..train import check_stages, fit_stages, linear_ramp
+from .noise_modes import mc_elbo
 
 __all__ = ["CholeskyLinear", "jtex_model", "gaussian_model", "second_moment", "seed004_objective",
            "minimise_objective", "JTExObjectiveResult", "linear_jtex_objective_experiment",
@@ -218,7 +218,7 @@ def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
 
     model = jtex_model()
     params = model.init(rng, restarts)
-    stages = _schedule(schedule)
+    stages = check_stages("schedule", schedule)
     total = sum(s for _, s in stages)
     last = stages[-1][1]
     trace = []
@@ -230,7 +230,7 @@ def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
             A_t = to_host(p["dec.A"])
             trace.append([sum(seed004_objective(a, M2)) for a in A_t])
 
-    params, _ = fit_stages(model, params, x, schedule=stages, seed=rng, n_samples=n_samples, callback=watch)
+    params, _ = fit_stages(model, params, x, stages=stages, seed=rng, n_samples=n_samples, callback=watch)
     A = to_host(params["dec.A"]).reshape(restarts, 2, 2)
     terms = [seed004_objective(a, M2) for a in A]
     mle = np.array([t.mle_term for t in terms])
@@ -386,7 +386,7 @@ def _train_method(label, setting, make_model, params, x, x_val, *, rng, steps, l
         model = make_model(beta=beta)
         sched = ({"beta": linear_ramp(0.0, beta, max(1, int(anneal_fraction * steps)))}
                  if label == "beta-VAE+anneal" else None)
-        params, _ = fit_stages(model, params, x, schedule=((lr, steps),), seed=rng, n_samples=n_samples,
+        params, _ = fit_stages(model, params, x, stages=((lr, steps),), seed=rng, n_samples=n_samples,
                                schedules=sched)
     return model, params, np.atleast_1d(mc_elbo(model, params, x_val, seed=rng, n_samples=16, replicates=2)[0])
 

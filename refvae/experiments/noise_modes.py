@@ -16,13 +16,11 @@ LS-VAE. ``three_noise_experiment`` runs all of them with refvae on
 constant included (MATH.md 0), so the modes compare directly (the seed adds the missing
 log-sigma terms to its F-VAE values for the same reason).
 
-Two helpers here are shared by the other experiments: ``fit_stages`` (``refvae.train.fit``
-under a piecewise-constant learning rate) and ``mc_elbo`` (a model's own -ELBO with many
-samples and its Monte Carlo standard error).
+``mc_elbo`` (a Gaussian VAE's ELBO with many samples and its Monte Carlo standard error) is
+shared by the other experiments; training runs through ``refvae.train.fit_stages``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,72 +29,20 @@ from .. import _checks, datasets
 from ..backend import make_rng, normal, to_host
 from ..distributions import reparameterize
 from ..objectives import GaussianVAE
-from ..optim import Adam
-from ..train import fit, from_trajectory
+from ..metrics.likelihood import objective_estimate
+from ..train import check_stages, fit_stages, from_trajectory
 
-__all__ = ["fit_stages", "mc_elbo", "ModeResult", "ThreeNoiseResult", "three_noise_experiment",
+__all__ = ["mc_elbo", "ModeResult", "ThreeNoiseResult", "three_noise_experiment",
            "F_VAE_SIGMAS"]
 
 #: Seed 003's F-VAE grid, as standard deviations sigma (MATH.md 5); s2 = sigma^2.
 F_VAE_SIGMAS = (1.0, 0.5, 0.1, 0.05, 0.01)
 
 
-def _schedule(schedule):
-    stages = [(_checks.scalar(f"schedule[{i}] learning rate", lr, positive=True),
-               _checks.integer(f"schedule[{i}] steps", steps, min_value=0))
-              for i, (lr, steps) in enumerate(schedule)]
-    if not stages:
-        raise ValueError("schedule must list at least one (learning rate, steps) stage")
-    return stages
-
-
-def fit_stages(model, params, x, *, schedule, seed, batch_size=None, n_samples=None, schedules=None,
-               only=None, callback=None):
-    """``refvae.train.fit`` run once per stage of a piecewise-constant Adam learning rate.
-
-    Monte Carlo gradients make Adam's iterates jitter around an optimum by an amount that
-    shrinks with the step size; ending with a small-rate stage settles them.
-
-    Parameters
-    ----------
-    model : refvae objective (``GaussianVAE`` or any ``value_and_grad``/``noise_shape`` object).
-    params : dict from ``model.init`` (optionally with a restarts axis R).
-    x : (N, d) training data.
-    schedule : sequence of (learning rate, steps); each stage is one ``fit`` call with a fresh
-        ``Adam(lr)``.
-    seed : int or numpy.random.Generator; one stream feeds every stage.
-    batch_size, n_samples, only : as ``refvae.train.fit``.
-    schedules : dict name -> callable(global step) -> value (as ``fit``'s, but indexed by the
-        step counted over all stages, so a recorded trajectory replays across stage breaks).
-    callback : callable(global step, params, terms) after every step (as ``fit``'s).
-
-    Returns
-    -------
-    params : dict, the trained parameters.
-    history : dict of arrays (total steps, R?), ``fit``'s histories concatenated.
-    """
-    stages = _schedule(schedule)
-    rng = make_rng(seed)
-    history, done = {}, 0
-    for lr, steps in stages:
-        offset = done
-        stage_schedules = {k: (lambda t, fn=fn, o=offset: fn(t + o)) for k, fn in (schedules or {}).items()}
-        cb = None if callback is None else (lambda t, p, terms, o=offset: callback(t + o, p, terms))
-        res = fit(model, params, x, steps=steps, seed=rng, batch_size=batch_size, optimizer=Adam(lr),
-                  n_samples=n_samples, schedules=stage_schedules, only=only, callback=cb)
-        params = res.params
-        done += steps
-        for k, v in res.history.items():
-            history.setdefault(k, []).append(v)
-    return params, {k: np.concatenate(v) for k, v in history.items()}
-
-
 def mc_elbo(model, params, x, *, seed, n_samples=16, replicates=8, sigma2=None):
     """The model's ELBO per data point (all constants included) and its Monte Carlo standard error.
 
-    Each of ``replicates`` independent evaluations of ``model.value_and_grad`` averages
-    ``n_samples`` draws z ~ q(z|x) per point over all of ``x``; the estimate is the mean of
-    the replicates and the standard error their standard deviation / sqrt(replicates).
+    The negative of ``refvae.metrics.likelihood.objective_estimate`` for a Gaussian VAE.
 
     Parameters
     ----------
@@ -109,16 +55,9 @@ def mc_elbo(model, params, x, *, seed, n_samples=16, replicates=8, sigma2=None):
     -------
     elbo, stderr : floats, or arrays (R,) with a restarts axis (host NumPy).
     """
-    x = _checks.array("x", x, ndim=2)
-    n_samples = _checks.integer("n_samples", n_samples, min_value=1)
-    replicates = _checks.integer("replicates", replicates, min_value=2)
-    rng = make_rng(seed)
-    values = []
-    for _ in range(replicates):
-        noise = normal(rng, model.noise_shape(params, x.shape[0], n_samples))
-        values.append(-to_host(model.value_and_grad(params, x, noise, sigma2=sigma2)[0]))
-    values = np.asarray(values)
-    return values.mean(axis=0), values.std(axis=0, ddof=1) / math.sqrt(replicates)
+    loss, se = objective_estimate(model, params, x, seed=seed, n_samples=n_samples, replicates=replicates,
+                                  sigma2=sigma2)
+    return -loss, se
 
 
 @dataclass
@@ -214,7 +153,7 @@ def three_noise_experiment(*, seed, restarts=3, n_train=20000, n_test=2000, late
     sigmas = [_checks.scalar(f"sigmas[{i}]", s, positive=True) for i, s in enumerate(sigmas)]
     if not sigmas:
         raise ValueError("sigmas must hold at least one F-VAE standard deviation")
-    stages = _schedule(schedule)
+    stages = check_stages("schedule", schedule)
     hidden = tuple(hidden)
     rng = make_rng(seed)
     train = datasets.three_noise(n_train, rng)
@@ -236,7 +175,7 @@ def three_noise_experiment(*, seed, restarts=3, n_train=20000, n_test=2000, late
         cb = None if progress is None else (
             lambda t, p, terms: progress((i + t / total_steps) / runs, f"{label} step {t}")
             if t % 50 == 0 else None)
-        params, hist = fit_stages(model, params, x, schedule=stages, seed=own, batch_size=batch_size,
+        params, hist = fit_stages(model, params, x, stages=stages, seed=own, batch_size=batch_size,
                                   schedules=schedules, callback=cb)
         elbo, se = mc_elbo(model, params, xt, seed=own, n_samples=eval_samples, replicates=eval_replicates,
                            sigma2=final_sigma2)

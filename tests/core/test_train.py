@@ -147,7 +147,9 @@ def test_fit_stages_steps_schedules_and_averaging():
     np.testing.assert_allclose(avg["dec.0.W"], np.mean([p["dec.0.W"] for p in trail[-3:]], axis=0), rtol=1e-14)
     with pytest.raises(ValueError, match="average must be <="):
         fit_stages(model, p0, x, stages=[(1e-2, 2)], seed=0, average=3)
-    with pytest.raises(ValueError, match="stage learning rate must be positive"):
+    with pytest.raises(ValueError, match="at least one"):
+        fit_stages(model, p0, x, stages=[], seed=0)
+    with pytest.raises(ValueError, match=r"stages\[0\] learning rate must be positive"):
         fit_stages(model, p0, x, stages=[(0.0, 2)], seed=0)
 
 

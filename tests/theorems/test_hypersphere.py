@@ -25,7 +25,8 @@ import numpy as np
 from analytic import hypersphere as hs
 from refvae import GaussianVAE
 from refvae.metrics import quadrature
-from tests.theorems.helpers import mc_objective, train
+from refvae.train import fit_stages
+from refvae.metrics.likelihood import objective_estimate
 
 R_DATA, D, N = 1.0, 2, 128
 
@@ -39,11 +40,11 @@ def fit_circle(sigma2, schedule, average, seed=0):
     X = circle(N, R_DATA)
     model = GaussianVAE.from_sizes(D, 1, hidden=(32, 32), activation="tanh", obs="fixed", sigma2=sigma2)
     params = model.init(np.random.default_rng(seed))
-    params, _ = train(model, params, X, schedule=schedule, seed=seed + 1, average=average)
+    params, _ = fit_stages(model, params, X, stages=schedule, seed=seed + 1, average=average)
     z = np.random.default_rng(seed + 2).standard_normal((20000, 1))
     radius = np.linalg.norm(model.decode(params, z)[0], axis=-1)       # decoded means, z ~ p(z)
     log_px = quadrature.log_likelihood(X, lambda zz: model.decode(params, zz)[0], 1, noise_var=sigma2)
-    neg_elbo, se = mc_objective(model, params, X, seed=seed + 3, replicates=16, n_samples=16)
+    neg_elbo, se = objective_estimate(model, params, X, seed=seed + 3, replicates=16, n_samples=16)
     return radius, log_px, neg_elbo, se
 
 

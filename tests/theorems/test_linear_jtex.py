@@ -28,7 +28,9 @@ from analytic import mfg
 from refvae import GaussianVAE, Linear, datasets
 from refvae.distributions import kl_std_normal
 from refvae.layers import CholeskyLinear
-from tests.theorems.helpers import mc_objective, train, with_values
+from tests.theorems.helpers import with_values
+from refvae.train import fit_stages
+from refvae.metrics.likelihood import objective_estimate
 
 SIGMA2, B, A_GT = lg.LINEAR_JTEX_SIGMA2, lg.LINEAR_JTEX_B, lg.LINEAR_JTEX_A
 N = 500                  # seed 004's training-set size
@@ -64,7 +66,7 @@ def jtex():
     M2 = X.T @ X / N
     model = GaussianVAE(Linear(2, 4), CholeskyLinear(2, B), 2, 2, obs="fixed", sigma2=SIGMA2 - B[0])
     params = model.init(np.random.default_rng(0), restarts=RESTARTS)
-    params, _ = train(model, params, X, schedule=SCHEDULE, seed=1, n_samples=2)
+    params, _ = fit_stages(model, params, X, stages=SCHEDULE, seed=1, n_samples=2)
     L_star, A_star = minimise_L(M2)
     return model, params, X, M2, L_star, A_star
 
@@ -110,7 +112,7 @@ def test_refvae_loss_is_seed_004_L_plus_data_entropy(jtex):
     """
     model, params, X, M2, L_star, A_star = jtex
     H = stats.multivariate_normal(mean=np.zeros(2), cov=M2).entropy()
-    mc, se = mc_objective(model, params, X, seed=3, replicates=32, n_samples=16)
+    mc, se = objective_estimate(model, params, X, seed=3, replicates=32, n_samples=16)
     mu, lv = model.encode(params, X)
     for r in range(RESTARTS):
         A = np.asarray(params["dec.A"][r])
@@ -137,14 +139,14 @@ def c1():
     params = with_values(model.init(np.random.default_rng(0), restarts=R),
                          dec__W=np.array(THETAS).reshape(R, 1, 1), dec__b=np.zeros((R, 1)),
                          dec__obs_logvar=np.log(SIGMA2 - np.array(THETAS) ** 2).reshape(R, 1))
-    params, _ = train(model, params, X, schedule=[(0.03, 1000), (0.003, 1000), (0.001, 2000)], seed=1,
+    params, _ = fit_stages(model, params, X, stages=[(0.03, 1000), (0.003, 1000), (0.001, 2000)], seed=1,
                       only=("enc.",), average=2000)
     return model, params, X
 
 
 def test_c1_same_likelihood_for_every_theta(c1):
     model, params, X = c1
-    mc, se = mc_objective(model, params, X, seed=4, replicates=32, n_samples=16)
+    mc, se = objective_estimate(model, params, X, seed=4, replicates=32, n_samples=16)
     mu, lv = model.encode(params, X)
     log_px = []
     for r, theta in enumerate(THETAS):

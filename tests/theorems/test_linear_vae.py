@@ -21,7 +21,9 @@ from analytic import linear_vae, ppca
 from refvae import GaussianVAE, datasets
 from refvae.backend import asarray
 from refvae.metrics.information import active_units
-from tests.theorems.helpers import affine_decoder, affine_encoder, mc_objective, train
+from tests.theorems.helpers import affine_decoder, affine_encoder
+from refvae.train import fit_stages
+from refvae.metrics.likelihood import objective_estimate
 
 EIGS = (4.0, 2.0, 0.5, 0.3, 0.2)   # well-separated spectrum: fast, unambiguous convergence
 N, D = 200, 5
@@ -68,7 +70,7 @@ def learned_noise(data):
     K = 2
     model = GaussianVAE.linear(D, K, obs="scalar", sigma2=1.0)
     params = model.init(np.random.default_rng(0), restarts=RESTARTS)
-    params, _ = train(model, params, data, schedule=SCHEDULE, seed=1, average=AVERAGE)
+    params, _ = fit_stages(model, params, data, stages=SCHEDULE, seed=1, average=AVERAGE)
     return model, params, K
 
 
@@ -108,7 +110,7 @@ def test_refvae_loss_is_the_exact_linear_vae_elbo(data, learned_noise):
         W0[r, :, K:] = 0.0
         b0[r, :K] = -V @ b
     p["enc.0.W"], p["enc.0.b"] = asarray(W0), asarray(b0)
-    mc, se = mc_objective(model, p, data, seed=5, replicates=32, n_samples=16)
+    mc, se = objective_estimate(model, p, data, seed=5, replicates=32, n_samples=16)
     for r in range(RESTARTS):
         W, b, V, D_, _, _ = learned(p, K, r)
         s2 = float(np.exp(p["dec.obs_logvar"][r, 0]))
@@ -128,7 +130,7 @@ def test_fixed_noise_prunes_exactly_the_small_eigenvalues(data, fraction, n_acti
     assert ppca.active_dims(eig, gamma) == n_active
     model = GaussianVAE.linear(D, K, obs="fixed", sigma2=gamma)
     params = model.init(np.random.default_rng(0), restarts=2)
-    params, _ = train(model, params, data, schedule=SCHEDULE, seed=2, average=AVERAGE)
+    params, _ = fit_stages(model, params, data, stages=SCHEDULE, seed=2, average=AVERAGE)
     fit = ppca.fit(data, K, noise_var=gamma)
     norms_star = np.sort(np.linalg.norm(fit.W, axis=0))[::-1]       # sqrt((l_j - gamma)_+), j <= K
     np.testing.assert_allclose(norms_star[:n_active], np.sqrt(eig[:n_active] - gamma), rtol=1e-12)

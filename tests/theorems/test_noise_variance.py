@@ -27,7 +27,8 @@ from analytic import noise
 from refvae import Adam, GaussianVAE, datasets, fit
 from refvae.backend import make_rng, normal, to_host
 from refvae.distributions import reparameterize
-from tests.theorems.helpers import train, with_values
+from tests.theorems.helpers import with_values
+from refvae.train import fit_stages
 
 N = 256
 TRUE_NOISE = 0.01
@@ -61,7 +62,7 @@ def trained(request):
     model = GaussianVAE.from_sizes(2, 1, hidden=(32,), activation="tanh", obs=obs, sigma2=TRUE_NOISE)
     params = model.init(np.random.default_rng(1))
     rng = np.random.default_rng(1)
-    params, _ = train(model, params, X, schedule=SCHEDULE, seed=rng)
+    params, _ = fit_stages(model, params, X, stages=SCHEDULE, seed=rng)
     per_dim = obs == "vector"
     checkpoints = []
 
@@ -97,7 +98,7 @@ def test_refit_noise_lands_on_closed_form(trained):
     s2, se = closed_form(model, params, X, per_dim, n_samples=400, seed=11)
     # start 5x too large; only the noise is trained, theta and phi frozen (seed 000's refit)
     start = with_values(params, dec__obs_logvar=params["dec.obs_logvar"] + np.log(5.0))
-    refit, _ = train(model, start, X, schedule=[(0.03, 300), (0.003, 300), (0.001, 300)], seed=2,
+    refit, _ = fit_stages(model, start, X, stages=[(0.03, 300), (0.003, 300), (0.001, 300)], seed=2,
                      only=("dec.obs_logvar",), average=300, n_samples=8)
     for k in params:
         if k != "dec.obs_logvar":          # frozen (the iterate average of a constant)

@@ -32,7 +32,9 @@ from analytic import soft_threshold as sth
 from refvae import GaussianVAE, Linear, Sequential, SoftThreshold, datasets, mlp
 from refvae.backend import to_host
 from refvae.layers import Shift
-from tests.theorems.helpers import mc_objective, train, with_values
+from tests.theorems.helpers import with_values
+from refvae.train import fit_stages
+from refvae.metrics.likelihood import objective_estimate
 
 N, D, K = 200, 2, 1
 ALPHA = 0.5
@@ -74,7 +76,7 @@ def test_refvae_loss_is_seed_002_energy_rescaled(data):
     model = make_model(ALPHA)
     p, cp = collapsed_params(model, X, np.random.default_rng(0))
     # at the collapsed point the decoder ignores z: the Monte Carlo loss is exact (se = 0)
-    mc, se = mc_objective(model, p, X, seed=1, replicates=4, n_samples=4)
+    mc, se = objective_estimate(model, p, X, seed=1, replicates=4, n_samples=4)
     assert se == 0.0
     assert energy(model, p, X, ALPHA) == pytest.approx(cp.energy, rel=1e-12)
     assert mc == pytest.approx(loss_of_energy(cp.energy), rel=1e-12)
@@ -94,7 +96,7 @@ def test_collapsed_point_is_a_local_minimum_only_with_a_threshold(data, alpha):
     start = with_values(start, dec__0__W=[[0.2, 0.0]])
     E_start = energy(model, start, X, alpha)
     assert E_start > cp.energy
-    params, _ = train(model, start, X, schedule=[(0.01, 1000), (0.003, 1000)], seed=1, only=TRAINED)
+    params, _ = fit_stages(model, start, X, stages=[(0.01, 1000), (0.003, 1000)], seed=1, only=TRAINED)
     E = energy(model, params, X, alpha)
     W = to_host(params["dec.0.W"])
     if alpha > 0:
@@ -124,13 +126,13 @@ def test_informed_start_ends_below_the_collapsed_energy(data):
     p = with_values(model.init(np.random.default_rng(1)), dec__0__W=path.W.T, dec__0__b=[0.0, 0.0],
                     dec__2__b=path.b, dec__obs_logvar=[math.log(path.gamma)])
     # the amortised encoder is first fitted to the frozen path decoder, then everything is trained
-    p, _ = train(model, p, X, schedule=[(0.01, 1000)], seed=2, only=("enc.",))
-    p, _ = train(model, p, X, schedule=[(0.01, 1000), (0.003, 1000)], seed=3, only=TRAINED)
+    p, _ = fit_stages(model, p, X, stages=[(0.01, 1000)], seed=2, only=("enc.",))
+    p, _ = fit_stages(model, p, X, stages=[(0.01, 1000), (0.003, 1000)], seed=3, only=TRAINED)
     E = energy(model, p, X, ALPHA)
     # measured E/N = -4.7..-5.3 over 3 data sets (gamma -> 1e-4..3e-4 as reconstruction
     # sharpens) vs E_0/N = 1.3..1.46
     assert E / N < cp.energy / N - 2.0, f"E/N = {E / N:.4f} vs collapsed E_0/N = {cp.energy / N:.4f}"
     assert E < path.energy
     # refvae's Monte Carlo loss is the rescaled exact energy (4 standard errors)
-    mc, se = mc_objective(model, p, X, seed=4, replicates=32, n_samples=16)
+    mc, se = objective_estimate(model, p, X, seed=4, replicates=32, n_samples=16)
     assert abs(mc - loss_of_energy(E)) < 4 * se, f"refvae {mc:.5f} +- {se:.1e} vs energy {loss_of_energy(E):.5f}"

@@ -13,33 +13,6 @@ from refvae import GaussianVAE
 from refvae.experiments import hypersphere, noise_modes
 
 
-def test_fit_stages_schedules_use_the_global_step():
-    model = GaussianVAE.from_sizes(2, 1, hidden=(4,), obs="fixed", sigma2=1.0)
-    x = np.random.default_rng(0).standard_normal((20, 2))
-    seen, called = [], []
-    trajectory = np.linspace(1.0, 0.1, 12)
-
-    def sched(t):
-        seen.append(t)
-        return float(trajectory[t])
-
-    params, hist = noise_modes.fit_stages(model, model.init(np.random.default_rng(1)), x,
-                                          schedule=((1e-2, 5), (1e-3, 7)), seed=2, schedules={"sigma2": sched},
-                                          callback=lambda t, p, terms: called.append(t))
-    assert seen == list(range(12)) and called == list(range(12))
-    np.testing.assert_allclose(hist["sigma2"], trajectory)      # the F-VAE ran at the replayed variance
-    assert hist["loss"].shape == (12,)
-
-
-def test_fit_stages_rejects_an_empty_schedule():
-    model = GaussianVAE.from_sizes(2, 1, hidden=(4,))
-    with pytest.raises(ValueError, match="schedule must list at least one"):
-        noise_modes.fit_stages(model, model.init(np.random.default_rng(0)), np.zeros((4, 2)), schedule=(), seed=0)
-    with pytest.raises(ValueError, match="learning rate must be positive"):
-        noise_modes.fit_stages(model, model.init(np.random.default_rng(0)), np.zeros((4, 2)),
-                               schedule=((0.0, 3),), seed=0)
-
-
 def test_mc_elbo_matches_the_exact_linear_vae_elbo():
     # A linear VAE whose encoder log-variance does not depend on x has the closed-form ELBO of
     # analytic.linear_vae (MATH.md 4.4); mc_elbo must agree within 4 of its standard errors.

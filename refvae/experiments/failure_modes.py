@@ -1,0 +1,723 @@
+"""Seed 000's failure modes of VAEs (Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their
+Effects on Downstream Tasks"): the experiments behind its claims in ``refvae verify``.
+
+Seed 000 argues that the ELBO's global optimum trades the quality of the generative model
+p_theta(x) for posteriors that a mean-field Gaussian (MFG) can match (its Theorem 1, MATH.md 4.3),
+and that a learned noise variance inherits every error of q (Theorem 2, MATH.md 4.5). Its
+benchmarks (MATH.md 5, ``refvae.datasets``) are 1-D-latent sets whose exact log p(x) refvae
+computes by quadrature (``refvae.metrics.quadrature``), for the ground truth and for a learned
+decoder alike.
+
+- ``px_experiment`` (Sec. 4.2, Fig. 1): VAE, IWAE (Burda et al.; MATH.md 2.1) and Lagging
+  Inference Networks (LIN, MATH.md 2.3) on one benchmark; held-out log-likelihood by
+  quadrature and the smooth k-NN statistic (MATH.md 3) of model samples against held-out data.
+  Figure-8 and Clusters should separate the VAE from IWAE; Circle and Absolute-Value should not.
+- ``noise_bias_experiment`` (Sec. 4.2, Theorem 2): on Spiral Dots, the ELBO-optimal noise
+  variance refitted for a trained (theta, phi) and the one learned jointly, against the true 0.01.
+- ``latent_dim_experiment`` (Sec. 5.1, App. D.3): the ELBO of K = 1 and K = 2 VAEs with a learned
+  noise on data whose truth has K = 1 (``refvae.datasets.compression``).
+- ``semisupervised_experiment`` (Sec. 5.2, Fig. 2): the M2 model (MATH.md 2.2) trained with the
+  ELBO and with the importance-weighted bound on Discrete Semi-Circle; how far apart its class
+  conditionals p_theta(x | y) are ("functional collapse": they coincide).
+
+Every model is a ``GaussianVAE`` (or ``M2``) with MLP networks of ``hidden`` tanh units and, for
+the p(x) experiments, the observation variance fixed at the data's true one (0.01), so only the
+decoder mean and the encoder are learned (our choice: seed 000's App. C with its settings is
+lost, and a fixed true noise keeps Theorem 2's bias out of Theorem 1's experiments). Restarts are
+a leading axis R of the parameters (one array program); results are arrays (R,). Each training
+is ``fit_stages`` under a piecewise-constant Adam learning rate (``schedule``: a list of
+(learning rate, steps)).
+
+Comparing restarts. ``compare_restarts`` states the rule every claim uses: method A *beats*
+method B on a score when the intervals mean +- sd over restarts are disjoint in A's favour, and
+the two *match* when the intervals overlap.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import logsumexp
+
+import analytic.noise
+
+from .. import _checks, datasets
+from ..backend import make_rng, normal, to_host
+from ..distributions import reparameterize
+from ..iwae import IWAE
+from ..lin import fit_lin
+from ..m2 import M2
+from ..metrics import quadrature
+from ..metrics.information import active_units
+from ..metrics.likelihood import importance_log_likelihood
+from ..metrics.two_sample import smooth_knn_statistic
+from ..objectives import GaussianVAE
+from ..optim import Adam
+from ..train import check_stages, fit_stages
+from .jtex import KNN_ALPHAS, knn_score, model_samples
+from .noise_modes import mc_elbo
+
+__all__ = [
+    "compare_restarts", "restart", "encoder_residuals", "quadrature_log_likelihood", "vae_log_likelihood",
+    "make_vae", "MethodPX", "PXResult", "px_experiment",
+    "NoiseBiasResult", "noise_bias_experiment",
+    "LatentDimResult", "latent_dim_experiment",
+    "M2Result", "SemiSupervisedResult", "semisupervised_experiment", "angle_distance",
+    "PAPER_NOISE",
+]
+
+#: Seed 000 Sec. 4.2 (Spiral Dots, true noise 0.01): (mean, sd) of the refitted and of the jointly
+#: learned noise variance.
+PAPER_NOISE = {"true": 0.01, "refit": (0.014, 0.001), "joint": (0.020, 0.003)}
+
+
+# ==================================================================================== helpers
+
+def compare_restarts(a, b, higher_is_better=True):
+    """The rule for "beats" and "matches" between two methods' scores over restarts.
+
+    Parameters
+    ----------
+    a, b : array (R_a,), (R_b,) of one score per restart (R >= 2 for a spread; with one
+        restart the sd is 0).
+    higher_is_better : False for scores where lower is better (the smooth k-NN statistic).
+
+    Returns
+    -------
+    int : +1 when A beats B (mean_A - mean_B > sd_A + sd_B in A's favour: the intervals
+    mean +- sd are disjoint), -1 when B beats A, 0 when they match (the intervals overlap).
+    sd is the sample standard deviation over restarts (ddof = 1).
+    """
+    a = np.asarray(to_host(_checks.array("a", a, ndim=1)))
+    b = np.asarray(to_host(_checks.array("b", b, ndim=1)))
+    if a.size < 1 or b.size < 1:
+        raise ValueError("a and b must hold at least one score each")
+    sign = 1.0 if higher_is_better else -1.0
+    gap = sign * (a.mean() - b.mean())
+    spread = _sd(a) + _sd(b)
+    return 1 if gap > spread else (-1 if -gap > spread else 0)
+
+
+def _sd(a):
+    a = np.asarray(a, dtype=float)
+    return float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def restart(params, r):
+    """Restart ``r`` of a parameter dict with a leading restarts axis (every entry sliced)."""
+    return {k: v[r] for k, v in params.items()}
+
+
+def _n_restarts(params):
+    return int(next(v for k, v in params.items() if k.endswith(".W")).shape[0])
+
+
+def encoder_residuals(model, params, x, rng, n_samples):
+    """Squared residuals (x - f(z))^2 with z ~ q(z|x) from the model's own encoder.
+
+    Their mean is seed 000 Theorem 2's ELBO-optimal noise variance for fixed (theta, phi)
+    (``analytic.noise.optimal_variance``; MATH.md 4.5).
+
+    Parameters
+    ----------
+    model : GaussianVAE; params : its parameters (restarts axis R allowed).
+    x : (N, d); rng : numpy.random.Generator; n_samples : int >= 1, draws S per point.
+
+    Returns
+    -------
+    ndarray (S, R?, N, d) on the host.
+    """
+    n_samples = _checks.integer("n_samples", n_samples, min_value=1)
+    mu, lv = model.encode(params, x)
+    z, _ = reparameterize(mu, lv, normal(rng, (n_samples,) + tuple(mu.shape)))
+    return to_host((x - model.decode(params, z)[0]) ** 2)
+
+
+def quadrature_log_likelihood(decode, x, latent_dim=1, *, grid_size=None, max_grid_size=None, breakpoints=None):
+    """Exact log p(x_n) by ``refvae.metrics.quadrature``, refining the nodes until they resolve.
+
+    A learned decoder can be much steeper than the ground truth (IWAE's are), so its posteriors
+    can be narrower than the default nodes resolve; the quadrature's self-check then warns. Here
+    the node count is doubled until the check passes or ``max_grid_size`` is reached.
+
+    Parameters
+    ----------
+    decode : callable z (G, K) -> (mean (G, d), log-variance broadcastable to (G, d), or a float).
+    x : (N, d) points.
+    latent_dim : 1 or 2.
+    grid_size : starting nodes per axis (quadrature's default: 6400 for K = 1, 480 for K = 2).
+    max_grid_size : largest nodes per axis tried (default 8 times the start).
+    breakpoints : as ``quadrature.log_likelihood`` (K = 1).
+
+    Returns
+    -------
+    log_px : ndarray (N,)
+    resolved : bool, whether the self-check passed at the last grid tried.
+    """
+    start = {1: 6400, 2: 480}.get(latent_dim) if grid_size is None else grid_size
+    start = _checks.integer("grid_size", start, min_value=16)
+    top = 8 * start if max_grid_size is None else _checks.integer("max_grid_size", max_grid_size, min_value=start)
+
+    def mean_var(z):
+        mean, lv = decode(z)
+        return np.asarray(to_host(mean)), np.exp(np.asarray(to_host(lv), dtype=float))
+
+    g = start
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", quadrature.QuadratureWarning)
+            log_px = quadrature.log_likelihood(x, mean_var, latent_dim, grid_size=g, breakpoints=breakpoints)
+        resolved = not any(issubclass(w.category, quadrature.QuadratureWarning) for w in caught)
+        if resolved or 2 * g > top:
+            return log_px, resolved
+        g *= 2
+
+
+def vae_log_likelihood(model, params, x, **kwargs):
+    """Held-out log p_theta(x_n) of a K = 1 or 2 ``GaussianVAE`` by quadrature, per restart.
+
+    Returns
+    -------
+    log_px : ndarray (R, N) (a restarts axis is required).
+    resolved : bool array (R,) (see ``quadrature_log_likelihood``).
+    """
+    out, ok = [], []
+    for r in range(_n_restarts(params)):
+        pr = restart(params, r)
+        ll, res = quadrature_log_likelihood(lambda z, pr=pr: model.decode(pr, z), x, model.latent_dim, **kwargs)
+        out.append(ll)
+        ok.append(res)
+    return np.asarray(out), np.asarray(ok)
+
+
+def make_vae(data_dim, latent_dim, hidden, *, obs="fixed", sigma2=datasets.DEFAULT_SIGMA2):
+    """The MLP ``GaussianVAE`` of every experiment here: tanh hidden layers ``hidden`` (mirrored
+    in the decoder), observation variance fixed at (or, learned, starting from) ``sigma2``."""
+    return GaussianVAE.from_sizes(data_dim, latent_dim, hidden=tuple(hidden), activation="tanh", obs=obs,
+                                  sigma2=sigma2)
+
+
+def _progress(progress, fraction, message):
+    if progress is not None:
+        progress(min(max(fraction, 0.0), 1.0), message)
+
+
+def _truth_noise(ds):
+    nv = ds.truth.noise_var
+    if nv is None or np.ndim(nv) != 0:
+        raise ValueError(f"data set {ds.name!r} must have a constant scalar noise variance")
+    return float(nv)
+
+
+# ==================================================================================== p(x): Sec. 4.2
+
+@dataclass
+class MethodPX:
+    """One method of ``px_experiment``, R restarts.
+
+    test_ll : (R,) mean held-out log p_theta(x) per point (quadrature, all constants).
+    knn, knn_se : (R,) smooth k-NN statistic of model samples against held-out data (seed 004's
+        protocol: ``size`` vs ``size`` points, averaged over ``repeats``; lower is closer) and its
+        standard error over the repeats.
+    objective : (R,) the method's own training objective at the end (per point, higher is
+        better: the ELBO for VAE and LIN, the IWAE bound L_S for IWAE), on the training data.
+    resolved : (R,) whether the quadrature resolved every posterior of the learned decoder.
+    """
+    test_ll: np.ndarray
+    knn: np.ndarray
+    knn_se: np.ndarray
+    objective: np.ndarray
+    resolved: np.ndarray
+
+    @property
+    def selected(self):
+        """Index of the restart with the best training objective (seed 000's model selection)."""
+        return int(np.argmax(self.objective))
+
+
+@dataclass
+class PXResult:
+    """``px_experiment``'s numbers.
+
+    dataset : name of the benchmark.
+    truth_ll : mean held-out log p(x) per point of the ground truth (the ceiling).
+    truth_knn, truth_knn_se : the k-NN statistic of fresh ground-truth samples against the held-out
+        data (its level when the model is exact; about 0).
+    methods : {"VAE", "IWAE", "LIN"} -> MethodPX (LIN only when run).
+    samples : {label -> (n, d) samples of the selected restart, "truth" -> (n, d)}, for figures.
+    settings : the sizes and budgets used.
+    """
+    dataset: str
+    truth_ll: float
+    truth_knn: float
+    truth_knn_se: float
+    methods: dict
+    samples: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+
+def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32, 32),
+                  schedule=((1e-2, 3000), (3e-3, 1500)), tail=((1e-3, 500),), batch_size=64,
+                  iwae_samples=20, iwae_start="vae", lin=True, n_val=128,
+                  knn_size=100, knn_repeats=20, objective_samples=20, progress=None):
+    """VAE vs IWAE (vs LIN) on a 1-D-latent benchmark of seed 000 (Sec. 4.2, Fig. 1; MATH.md 5).
+
+    Protocol. All models share the architecture (``make_vae``, noise fixed at the truth's),
+    the random initialisation (the same R restarts) and the total step budget.
+
+    Every stage runs on minibatches of ``batch_size`` (Adam restarted per stage, ``fit_stages``).
+
+    - VAE: ``schedule``, then ``tail``.
+    - IWAE with S = ``iwae_samples``: ``iwae_start="init"`` trains from the same initialisation
+      through ``schedule`` then ``tail``, as seed 000 does; ``iwae_start="vae"`` instead starts
+      from the VAE's parameters after ``schedule`` and runs ``tail`` only, next to the VAE's own
+      ``tail`` (same steps, batches and learning rates): the two then differ only in the bound
+      optimised from one common point, which asks Theorem 1's question directly (is the VAE's
+      solution optimal for p(x) once q may be richer?) at a fraction of the cost of training IWAE
+      (S times a VAE step) from scratch.
+    - LIN (``lin=True``): ``refvae.lin.fit_lin`` (aggressive encoder phase, then joint) during the
+      first stage of ``schedule``, I_q estimated on ``n_val`` held-out points once an epoch; then
+      the remaining stages and ``tail`` as the VAE.
+
+    The VAE's and LIN's reported objective is the ELBO, IWAE's its bound L_S (both per point on
+    the training data); seed 000 selects the restart with the best objective (``MethodPX.selected``).
+
+    Parameters
+    ----------
+    name : a 1-D-latent data set of ``refvae.datasets`` ("figure8", "clusters", "circle",
+        "absolute_value", "spiral_dots").
+    seed : int or numpy Generator (data, initialisation, training, evaluation).
+    restarts : int >= 2.
+    n_train, n_test : training and held-out points.
+    hidden : hidden widths of the MLPs.
+    schedule, tail : sequences of (learning rate, steps).
+    batch_size : minibatch size of every stage.
+    iwae_samples : S of IWAE (seed 000: 20).
+    iwae_start : "vae" (continue from the VAE after ``schedule``) or "init" (seed 000's protocol).
+    lin : also train LIN.
+    n_val : held-out points for LIN's I_q estimates.
+    knn_size, knn_repeats : the k-NN protocol (``refvae.experiments.jtex.knn_score``).
+    objective_samples : samples per point when evaluating the final training objectives.
+    progress : optional callable(fraction, message).
+
+    Returns
+    -------
+    PXResult
+    """
+    restarts = _checks.integer("restarts", restarts, min_value=2)
+    n_train = _checks.integer("n_train", n_train, min_value=8)
+    knn_size = _checks.integer("knn_size", knn_size, min_value=2)
+    n_test = _checks.integer("n_test", n_test, min_value=knn_size)
+    schedule, tail = check_stages("schedule", schedule), check_stages("tail", tail)
+    iwae_samples = _checks.integer("iwae_samples", iwae_samples, min_value=1)
+    iwae_start = _checks.choice("iwae_start", iwae_start, ("vae", "init"))
+    batch_size = min(_checks.integer("batch_size", batch_size, min_value=1), n_train)
+    rng = make_rng(seed)
+    ds = datasets.load(name, n_train, rng)
+    if ds.truth.latent_dim != 1:
+        raise ValueError(f"px_experiment needs a 1-D-latent data set, {name!r} has K = {ds.truth.latent_dim}")
+    test, val = ds.sample(n_test, rng), ds.sample(n_val, rng)
+    noise = _truth_noise(ds)
+    vae = make_vae(ds.truth.data_dim, 1, hidden, sigma2=noise)
+    iwae = IWAE(vae, iwae_samples)
+    p0 = vae.init(rng, restarts)
+    steps_main = sum(n for _, n in schedule)
+    n_jobs = 3 + bool(lin)
+
+    def stage_progress(job, total):
+        return lambda t, p, terms: (t % 50 == 0 and _progress(progress, (job + t / max(total, 1)) / n_jobs,
+                                                              ("VAE", "IWAE", "LIN", "evaluation")[job]))
+
+    trained = {}
+    p_vae, _ = fit_stages(vae, p0, ds.x, stages=schedule, seed=rng, batch_size=batch_size,
+                          callback=stage_progress(0, steps_main))
+    trained["VAE"], _ = fit_stages(vae, p_vae, ds.x, stages=tail, seed=rng, batch_size=batch_size)
+    if iwae_start == "vae":
+        p_iw = p_vae
+    else:
+        p_iw, _ = fit_stages(iwae, p0, ds.x, stages=schedule, seed=rng, n_samples=iwae_samples,
+                             batch_size=batch_size, callback=stage_progress(1, steps_main))
+    trained["IWAE"], _ = fit_stages(iwae, p_iw, ds.x, stages=tail, seed=rng, n_samples=iwae_samples,
+                                    batch_size=batch_size)
+    if lin:
+        lr0, n0 = schedule[0]
+        res = fit_lin(vae, p0, ds.x, x_val=val.x, steps=n0, seed=rng, batch_size=batch_size,
+                      optimizer=Adam(lr0),
+                      callback=lambda info, p: (info["inner"] == 0 and info["step"] % 50 == 0
+                                                and _progress(progress, (2 + info["step"] / max(n0, 1)) / n_jobs,
+                                                              "LIN")) and False)
+        p_lin = res.params
+        if len(schedule) > 1:
+            p_lin, _ = fit_stages(vae, p_lin, ds.x, stages=schedule[1:], seed=rng, batch_size=batch_size)
+        trained["LIN"], _ = fit_stages(vae, p_lin, ds.x, stages=tail, seed=rng, batch_size=batch_size)
+
+    _progress(progress, (n_jobs - 1) / n_jobs, "evaluation")
+    draw_data = lambda n, g: test.x[g.choice(n_test, size=n, replace=False)]   # noqa: E731
+    methods = {}
+    samples = {"truth": ds.truth.sample_x(normal(rng, (n_test, 1)), rng)}
+    for label, params in trained.items():
+        ll, ok = vae_log_likelihood(vae, params, test.x)
+        knn, knn_se = knn_score(lambda n, g, p=params: model_samples(vae, p, n, g), draw_data, rng=rng,
+                                repeats=knn_repeats, size=knn_size)
+        if label == "IWAE":
+            obj = _iwae_bound(iwae, params, ds.x, rng, iwae_samples)
+        else:
+            obj, _ = mc_elbo(vae, params, ds.x, seed=rng, n_samples=objective_samples, replicates=2)
+        methods[label] = MethodPX(test_ll=ll.mean(axis=1), knn=np.asarray(knn), knn_se=np.asarray(knn_se),
+                                  objective=np.asarray(obj), resolved=ok)
+        samples[label] = np.asarray(to_host(model_samples(vae, restart(params, methods[label].selected),
+                                                          n_test, rng)))
+    truth_ll = float(quadrature.log_likelihood(test.x, **ds.truth.quadrature_args).mean())
+    truth_knn, truth_knn_se = knn_score(lambda n, g: ds.truth.sample_x(g.standard_normal((n, 1)), g),
+                                        draw_data, rng=rng, repeats=knn_repeats, size=knn_size)
+    _progress(progress, 1.0, "done")
+    settings = dict(n_train=n_train, n_test=n_test, restarts=restarts, hidden=tuple(hidden),
+                    schedule=schedule, tail=tail, batch_size=batch_size, iwae_samples=iwae_samples,
+                    iwae_start=iwae_start, lin=bool(lin), knn_size=knn_size, knn_repeats=knn_repeats,
+                    noise_var=noise)
+    return PXResult(dataset=name, truth_ll=truth_ll, truth_knn=float(truth_knn), truth_knn_se=float(truth_knn_se),
+                    methods=methods, samples=samples, settings=settings)
+
+
+def _iwae_bound(iwae, params, x, rng, n_samples, replicates=2):
+    """Mean IWAE bound L_S per point (R,), averaged over ``replicates`` independent draws."""
+    values = [to_host(iwae.bound(params, x, normal(rng, iwae.noise_shape(params, x.shape[0], n_samples))))
+              .mean(axis=-1) for _ in range(replicates)]
+    return np.mean(values, axis=0)
+
+
+# ==================================================================================== Theorem 2
+
+@dataclass
+class NoiseBiasResult:
+    """``noise_bias_experiment``'s numbers (all arrays (R,), one per restart).
+
+    true_noise : the data's noise variance.
+    refit : the noise variance learned with (theta, phi) frozen at the fixed-noise VAE's optimum
+        (only ``dec.obs_logvar`` trained).
+    refit_closed_form : Theorem 2's value for the same (theta, phi): the mean squared residual
+        under the encoder (``analytic.noise.optimal_variance``), Monte Carlo.
+    refit_closed_form_se : its Monte Carlo standard error.
+    joint : the noise variance learned jointly with theta, phi from the same initialisation.
+    joint_closed_form : Theorem 2's value for the jointly trained (theta, phi).
+    """
+    true_noise: float
+    refit: np.ndarray
+    refit_closed_form: np.ndarray
+    refit_closed_form_se: np.ndarray
+    joint: np.ndarray
+    joint_closed_form: np.ndarray
+    settings: dict = field(default_factory=dict)
+
+
+def _closed_form(model, params, x, rng, n_samples):
+    """Theorem 2's scalar noise per restart (R,) and its Monte Carlo standard error (R,)."""
+    r2 = encoder_residuals(model, params, x, rng, n_samples)           # (S, R, N, d)
+    s2 = np.array([analytic.noise.optimal_variance(r2[:, r], per_dim=False) for r in range(r2.shape[1])])
+    per_point = r2.mean(axis=-1)                                       # (S, R, N): the scalar averages over d
+    se = np.sqrt(per_point.var(axis=0, ddof=1).sum(axis=-1) / n_samples) / x.shape[0]
+    return s2, se
+
+
+def noise_bias_experiment(*, seed, restarts=3, n_train=1000, hidden=(32, 32),
+                          schedule=((1e-2, 3000), (3e-3, 1500), (1e-3, 500)), batch_size=64,
+                          refit_schedule=((1e-2, 200), (1e-3, 200)), refit_samples=16, closed_form_samples=32,
+                          dataset="spiral_dots", progress=None):
+    """Seed 000 Sec. 4.2 / Theorem 2 on Spiral Dots: how far the ELBO's noise variance is from the truth.
+
+    1. A VAE with the noise fixed at the truth (0.01) is trained (``schedule``, minibatches of
+       ``batch_size``).
+    2. Refit: a learned scalar noise (starting at the truth) is trained alone (``refit_schedule``,
+       ``refit_samples`` draws per point) with theta, phi frozen; by Theorem 2 it lands on the
+       mean squared residual under the encoder over the training data, computed next to it
+       (``closed_form_samples`` draws per point; MATH.md 4.5).
+    3. Joint: a learned-noise VAE (LS-VAE) from the same initialisation, noise starting at the
+       truth (the start most favourable to the truth), is trained with ``schedule``.
+
+    Every variance is the scalar s2 of seed 000's Eq. 1 (sigma2 I).
+
+    Returns
+    -------
+    NoiseBiasResult
+    """
+    restarts = _checks.integer("restarts", restarts, min_value=2)
+    schedule, refit_schedule = check_stages("schedule", schedule), check_stages("refit_schedule", refit_schedule)
+    n_train = _checks.integer("n_train", n_train, min_value=2)
+    batch_size = min(_checks.integer("batch_size", batch_size, min_value=1), n_train)
+    rng = make_rng(seed)
+    ds = datasets.load(dataset, n_train, rng)
+    noise = _truth_noise(ds)
+    fixed = make_vae(ds.truth.data_dim, 1, hidden, sigma2=noise)
+    learned = make_vae(ds.truth.data_dim, 1, hidden, obs="scalar", sigma2=noise)
+    p0 = fixed.init(rng, restarts)
+    total = sum(n for _, n in schedule)
+
+    def cb(offset):
+        return lambda t, p, terms: t % 50 == 0 and _progress(progress, (offset + t / total) / 2.2, "training")
+
+    p_fixed, _ = fit_stages(fixed, p0, ds.x, stages=schedule, seed=rng, batch_size=batch_size, callback=cb(0))
+    start = {**p_fixed, "dec.obs_logvar": np.full((restarts, 1), math.log(noise))}
+    _progress(progress, 1 / 2.2, "refit of the noise")
+    p_refit, _ = fit_stages(learned, start, ds.x, stages=refit_schedule, seed=rng, n_samples=refit_samples,
+                            batch_size=batch_size, only=("dec.obs_logvar",))
+    cf, cf_se = _closed_form(fixed, p_fixed, ds.x, rng, closed_form_samples)
+    p_joint, _ = fit_stages(learned, {**p0, "dec.obs_logvar": start["dec.obs_logvar"]}, ds.x, stages=schedule,
+                            seed=rng, batch_size=batch_size, callback=cb(1.1))
+    cf_joint, _ = _closed_form(learned, p_joint, ds.x, rng, closed_form_samples)
+    _progress(progress, 1.0, "done")
+    var = lambda p: np.exp(np.asarray(to_host(p["dec.obs_logvar"]))[:, 0])   # noqa: E731
+    return NoiseBiasResult(true_noise=noise, refit=var(p_refit), refit_closed_form=cf, refit_closed_form_se=cf_se,
+                           joint=var(p_joint), joint_closed_form=cf_joint,
+                           settings=dict(dataset=dataset, n_train=n_train, restarts=restarts, hidden=tuple(hidden),
+                                         schedule=schedule, batch_size=batch_size, refit_schedule=refit_schedule))
+
+
+# ==================================================================================== latent dimension
+
+@dataclass
+class LatentDimResult:
+    """``latent_dim_experiment``'s numbers, per latent dimension K (dicts K -> array (R,)).
+
+    elbo, elbo_se : held-out ELBO per point (all constants) and its Monte Carlo standard error.
+    test_ll, test_ll_se : held-out log p_theta(x) per point: exact (quadrature, se 0) for K = 1,
+        importance-sampled (``refvae.metrics.likelihood``) for K >= 2 with its standard error.
+    sigma2 : learned observation variance.
+    active : active latent units (Burda et al.; MATH.md 3).
+    truth_ll : the ground truth's held-out log p(x) per point; truth_elbo is not defined (it
+        needs the true posterior's best MFG fit), so it is not reported.
+    """
+    elbo: dict
+    elbo_se: dict
+    test_ll: dict
+    test_ll_se: dict
+    sigma2: dict
+    active: dict
+    truth_ll: float
+    settings: dict = field(default_factory=dict)
+
+
+def latent_dim_experiment(*, seed, restarts=3, n_train=1000, n_test=500, hidden=(32, 32), latent_dims=(1, 2),
+                          schedule=((1e-2, 3000), (3e-3, 1500), (1e-3, 500)), batch_size=64, elbo_samples=16,
+                          is_samples=256, dataset="compression", progress=None):
+    """Seed 000 Sec. 5.1 (App. D.3): does the ELBO prefer more latent dimensions than the truth's K = 1?
+
+    For each K in ``latent_dims`` a VAE with a learned scalar noise (starting at the true noise,
+    0.01) is trained with ``schedule`` (minibatches of ``batch_size``) on ``refvae.datasets.compression`` (the
+    Figure-8 curve, K = 1, in the plane); ELBO and log-likelihood are measured on held-out data.
+
+    Returns
+    -------
+    LatentDimResult
+    """
+    restarts = _checks.integer("restarts", restarts, min_value=2)
+    schedule = check_stages("schedule", schedule)
+    latent_dims = [_checks.integer("latent_dims", k, min_value=1) for k in latent_dims]
+    if 1 not in latent_dims:
+        raise ValueError(f"latent_dims must include the truth's K = 1, got {latent_dims}")
+    n_train = _checks.integer("n_train", n_train, min_value=2)
+    batch_size = min(_checks.integer("batch_size", batch_size, min_value=1), n_train)
+    rng = make_rng(seed)
+    ds = datasets.load(dataset, n_train, rng)
+    test = ds.sample(n_test, rng)
+    noise = _truth_noise(ds)
+    out = {k: {} for k in ("elbo", "elbo_se", "test_ll", "test_ll_se", "sigma2", "active")}
+    total = sum(n for _, n in schedule)
+    for i, K in enumerate(latent_dims):
+        model = make_vae(ds.truth.data_dim, K, hidden, obs="scalar", sigma2=noise)
+        cb = lambda t, p, terms, i=i: t % 50 == 0 and _progress(   # noqa: E731
+            progress, (i + 0.8 * t / total) / len(latent_dims), f"K = {K}")
+        params, _ = fit_stages(model, model.init(rng, restarts), ds.x, stages=schedule, seed=rng,
+                               batch_size=batch_size, callback=cb)
+        _progress(progress, (i + 0.8) / len(latent_dims), f"K = {K}: evaluation")
+        out["elbo"][K], out["elbo_se"][K] = mc_elbo(model, params, test.x, seed=rng, n_samples=elbo_samples)
+        if K <= 1:
+            ll, _ = vae_log_likelihood(model, params, test.x)
+            out["test_ll"][K], out["test_ll_se"][K] = ll.mean(axis=1), np.zeros(restarts)
+        else:
+            ll = np.asarray(to_host(importance_log_likelihood(model, params, test.x, seed=rng, n_samples=is_samples)))
+            out["test_ll"][K] = ll.mean(axis=1)
+            out["test_ll_se"][K] = ll.std(axis=1, ddof=1) / math.sqrt(n_test)
+        out["sigma2"][K] = np.exp(np.asarray(to_host(params["dec.obs_logvar"]))[:, 0])
+        out["active"][K] = np.asarray(active_units(model.encode(params, test.x)[0]))
+    truth_ll = float(quadrature.log_likelihood(test.x, **ds.truth.quadrature_args).mean())
+    _progress(progress, 1.0, "done")
+    return LatentDimResult(**out, truth_ll=truth_ll,
+                           settings=dict(dataset=dataset, n_train=n_train, n_test=n_test, restarts=restarts,
+                                         hidden=tuple(hidden), schedule=schedule, batch_size=batch_size,
+                                         is_samples=is_samples))
+
+
+# ==================================================================================== semi-supervised
+
+def angle_distance(a, b):
+    """1-Wasserstein distance between the angle distributions of two planar samples, in units of pi.
+
+    a, b : (n, 2), (m, 2). The angle is atan2(x_2, x_1) / pi; for Discrete Semi-Circle's true
+    class conditionals (angle / pi ~ U^(1/3) and U^3) the distance is 3/4 - 1/4 = 0.5.
+    """
+    a = np.asarray(to_host(_checks.array("a", a, ndim=2, last_dim=2)))
+    b = np.asarray(to_host(_checks.array("b", b, ndim=2, last_dim=2)))
+    ta, tb = np.sort(np.arctan2(a[:, 1], a[:, 0])), np.sort(np.arctan2(b[:, 1], b[:, 0]))
+    # W1 of two empirical laws: the integral of |F_a - F_b| over the merged support
+    grid = np.sort(np.concatenate([ta, tb]))
+    fa = np.searchsorted(ta, grid[:-1], side="right") / ta.size
+    fb = np.searchsorted(tb, grid[:-1], side="right") / tb.size
+    return float(np.sum(np.abs(fa - fb) * np.diff(grid)) / math.pi)
+
+
+@dataclass
+class M2Result:
+    """One M2 variant of ``semisupervised_experiment`` (arrays (R,)).
+
+    knn, knn_se : smooth k-NN statistic between samples of p_theta(x | y=0) and p_theta(x | y=1)
+        (``size`` vs ``size``, averaged over repeats): about 0 when the conditionals coincide
+        (functional collapse), large when they differ.
+    angle_w1 : ``angle_distance`` between the two conditionals' samples (truth: 0.5).
+    cond_ll : held-out log p_theta(x | y) per point at the true labels (quadrature).
+    marginal_ll : held-out log p_theta(x) = log sum_y p(y) p_theta(x | y) per point.
+    accuracy : accuracy of the classifier q(y|x) on the held-out data (meaningless for the
+        importance-weighted bound with alpha = 0: U_S does not involve q(y|x), so nothing trains it).
+    objective : the final training objective J per point (higher is better; the bound L, U or
+        L_S, U_S with the weights alpha, gamma) on the training data, for model selection.
+    """
+    knn: np.ndarray
+    knn_se: np.ndarray
+    angle_w1: np.ndarray
+    cond_ll: np.ndarray
+    marginal_ll: np.ndarray
+    accuracy: np.ndarray
+    objective: np.ndarray
+
+    @property
+    def selected(self):
+        """Restart with the best training objective (seed 000's model selection)."""
+        return int(np.argmax(self.objective))
+
+
+@dataclass
+class SemiSupervisedResult:
+    """``semisupervised_experiment``'s numbers: ``models`` {"M2": M2Result, "IWAE-M2": M2Result} and
+    the ground truth's ``truth_knn``, ``truth_knn_se``, ``truth_angle_w1``, ``truth_cond_ll``,
+    ``truth_marginal_ll``; ``samples`` {label: (2, n, d) class-conditional samples of the
+    selected restart (truth included)} for figures."""
+    models: dict
+    truth_knn: float
+    truth_knn_se: float
+    truth_angle_w1: float
+    truth_cond_ll: float
+    truth_marginal_ll: float
+    samples: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+
+def _conditional_ll(decode_y, x, y, n_classes, prior):
+    """log p(x_n | y_n) (N,) and log p(x_n) (N,) of a class-conditional K = 1 model by quadrature."""
+    per_class = np.stack([quadrature_log_likelihood(lambda z, c=c: decode_y(z, c), x)[0] for c in range(n_classes)])
+    cond = per_class[y, np.arange(x.shape[0])]
+    marginal = logsumexp(per_class + np.log(prior)[:, None], axis=0)
+    return cond, marginal
+
+
+def semisupervised_experiment(*, seed, restarts=3, n_train=500, n_test=500, hidden=(32, 32),
+                              schedule=((1e-2, 1000), (3e-3, 600), (1e-3, 400)), batch_size=64,
+                              iwae_samples=5, iwae_schedule=None, alpha=0.0, gamma=1.0, knn_size=100,
+                              knn_repeats=20, labelled_fraction=0.1, progress=None):
+    """Seed 000 Sec. 5.2 (Fig. 2): functional collapse of the M2 VAE on Discrete Semi-Circle.
+
+    Two M2 models (MATH.md 2.2) with the same networks (``hidden`` tanh MLPs, noise fixed at the
+    truth's 0.01) and initialisation are trained on ``labelled_fraction`` labelled points: one on
+    the ELBO bounds (L, U), one on the importance-weighted bounds (L_S, U_S) with S =
+    ``iwae_samples`` (seed 000's IWAE variant). Defaults alpha = 0, gamma = 1 make J a bound on
+    log p(X_unlabelled) + log p(X_labelled, Y_labelled) (seed 000 tunes both; its values were lost).
+    Then, per restart: how distinct the learned class conditionals are (k-NN statistic and angle
+    distance between samples of p(x | y=0) and p(x | y=1)), held-out log p(x | y) and log p(x),
+    and the classifier's accuracy. The ground truth is measured the same way
+    (``truth.given(y)``).
+
+    Parameters
+    ----------
+    seed : int or numpy Generator; restarts : int >= 2.
+    n_train, n_test : points (``labelled_fraction`` of the training points keep their label).
+    hidden : hidden widths of the classifier, encoder and decoder MLPs.
+    schedule, iwae_schedule : (learning rate, steps) stages of the ELBO model and of the IWAE model
+        (default: the same), on minibatches of ``batch_size``.
+    iwae_samples : S per class of the importance-weighted bounds (seed 000: S <= 20).
+    alpha, gamma : the weights of J (MATH.md 2.2).
+    knn_size, knn_repeats : the k-NN protocol between the two conditionals (``size`` vs ``size``).
+    progress : optional callable(fraction, message).
+
+    Returns
+    -------
+    SemiSupervisedResult
+    """
+    restarts = _checks.integer("restarts", restarts, min_value=2)
+    schedule = check_stages("schedule", schedule)
+    iwae_schedule = schedule if iwae_schedule is None else check_stages("iwae_schedule", iwae_schedule)
+    rng = make_rng(seed)
+    ds = datasets.discrete_semicircle(n_train, rng, labelled_fraction=labelled_fraction)
+    test = ds.sample(n_test, rng)
+    noise = _truth_noise(ds)
+    prior = np.asarray(ds.truth.class_probs)
+    C, d = len(prior), ds.truth.data_dim
+    yt = np.asarray(test.full_labels)
+    models, samples = {}, {}
+    p0 = None
+    variants = (("M2", "elbo", schedule, None), ("IWAE-M2", "iwae", iwae_schedule, iwae_samples))
+    for i, (label, bound, sched, S) in enumerate(variants):
+        m = M2.from_sizes(d, 1, C, hidden=hidden, obs="fixed", sigma2=noise, alpha=alpha, gamma=gamma,
+                          bound=bound, n_samples=S)
+        p0 = m.init(rng, restarts) if p0 is None else p0
+        total = sum(n for _, n in sched)
+        cb = lambda t, p, terms, i=i, total=total, label=label: t % 50 == 0 and _progress(  # noqa: E731
+            progress, (i + 0.85 * t / total) / 2, label)
+        params, _ = fit_stages(m.packed(), p0, m.pack(ds.x, ds.labels), stages=sched, seed=rng,
+                                  batch_size=min(batch_size, n_train), n_samples=S, callback=cb)
+        _progress(progress, (i + 0.85) / 2, f"{label}: evaluation")
+        draw = lambda y, params=params: (lambda n, g: m.sample(params, y, n, g)[1])   # noqa: E731
+        knn, knn_se = _pair_knn(draw(0), draw(1), rng, knn_repeats, knn_size)
+        cond, marg, w1, acc = [], [], [], []
+        x0, x1 = (np.asarray(to_host(m.sample(params, y, n_test, rng)[1])) for y in (0, 1))
+        for r in range(restarts):
+            pr = restart(params, r)
+            c_ll, m_ll = _conditional_ll(lambda z, c, pr=pr: m.decode(pr, z, c), test.x, yt, C, prior)
+            cond.append(c_ll.mean())
+            marg.append(m_ll.mean())
+            w1.append(angle_distance(x0[r], x1[r]))
+            acc.append(float((np.asarray(to_host(m.classify(pr, test.x))).argmax(-1) == yt).mean()))
+        obj, _ = mc_elbo(m.packed(), params, m.pack(ds.x, ds.labels), seed=rng, n_samples=S or 4, replicates=2)
+        res = M2Result(knn=knn, knn_se=knn_se, angle_w1=np.asarray(w1), cond_ll=np.asarray(cond),
+                       marginal_ll=np.asarray(marg), accuracy=np.asarray(acc), objective=obj)
+        models[label] = res
+        samples[label] = np.stack([x0[res.selected], x1[res.selected]])
+    truth = [ds.truth.given(y) for y in range(C)]
+    draw_truth = lambda y: (lambda n, g: truth[y].sample_x(g.standard_normal((n, 1)), g))   # noqa: E731
+    t_knn, t_knn_se = _pair_knn(draw_truth(0), draw_truth(1), rng, knn_repeats, knn_size)
+    tx = [draw_truth(y)(n_test, rng) for y in range(C)]
+    per_class = np.stack([quadrature.log_likelihood(test.x, **t.quadrature_args) for t in truth])
+    t_cond = per_class[yt, np.arange(n_test)].mean()
+    t_marg = logsumexp(per_class + np.log(prior)[:, None], axis=0).mean()
+    samples["truth"] = np.stack(tx)
+    _progress(progress, 1.0, "done")
+    return SemiSupervisedResult(models=models, truth_knn=float(t_knn[0]), truth_knn_se=float(t_knn_se[0]),
+                                truth_angle_w1=angle_distance(tx[0], tx[1]), truth_cond_ll=float(t_cond),
+                                truth_marginal_ll=float(t_marg), samples=samples,
+                                settings=dict(n_train=n_train, n_test=n_test, restarts=restarts, hidden=tuple(hidden),
+                                              schedule=schedule, iwae_schedule=iwae_schedule, batch_size=batch_size,
+                                              iwae_samples=iwae_samples, alpha=alpha, gamma=gamma,
+                                              labelled_fraction=labelled_fraction))
+
+
+def _pair_knn(draw_a, draw_b, rng, repeats, size):
+    """k-NN statistic between two samplers draw(n, rng) -> (R?, n, d) or (n, d), averaged over
+    ``repeats``; returns mean, se as arrays (R,) ((1,) for unbatched samplers)."""
+    values = []
+    for _ in range(repeats):
+        a = np.asarray(to_host(draw_a(size, rng)))
+        b = np.asarray(to_host(draw_b(size, rng)))
+        a = a.reshape((-1,) + a.shape[-2:])
+        b = b.reshape((-1,) + b.shape[-2:])
+        values.append([smooth_knn_statistic(ai, bi, KNN_ALPHAS) for ai, bi in zip(a, b)])
+    values = np.asarray(values)
+    return values.mean(axis=0), values.std(axis=0, ddof=1) / math.sqrt(repeats)
