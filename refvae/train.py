@@ -191,52 +191,60 @@ def check_stages(name, stages):
 
 
 def fit_stages(model, params, x, *, stages, seed, batch_size=None, n_samples=None, schedules=None, only=None,
-               callback=None, average=0):
-    """``fit`` once per stage of a piecewise-constant Adam learning rate, e.g. ``[(1e-2, 2000), (1e-3, 500)]``.
+               callback=None, average=0, optimizer=None):
+    """``fit`` once per stage of a piecewise-constant learning rate, e.g. ``[(1e-2, 2000), (1e-3, 500)]``.
 
-    Monte Carlo gradients make Adam's iterates jitter around an optimum by an amount that shrinks
+    Monte Carlo gradients make the iterates jitter around an optimum by an amount that shrinks
     with the step size; ending with a small-rate stage (and optionally averaging) settles them.
 
     Parameters
     ----------
-    stages : sequence of (learning rate > 0, steps >= 0); each stage is one ``fit`` call with a
-        fresh ``Adam(lr)``.
+    stages : non-empty sequence of (learning rate > 0, steps >= 0); each stage is one ``fit``
+        call with a fresh ``optimizer(lr)``.
     seed : int or numpy.random.Generator; one stream feeds every stage.
     batch_size, n_samples, only : as ``fit``.
     schedules : dict name -> callable(step) -> value, as ``fit``'s but indexed by the step counted
         over all stages, so a recorded trajectory replays across stage breaks.
-    callback : callable(step, params, terms) after every step (global step); True stops the stage.
-    average : int >= 0; if positive, return the mean of the last ``average`` iterates
-        (Polyak-Ruppert averaging) instead of the last one. Not for parameters with a continuous
-        symmetry (an average over a rotation orbit shrinks them).
+    callback : callable(step, params, terms) after every step (global step); returning True ends
+        the training (the remaining stages are skipped).
+    average : int >= 0; if positive, return the mean of the iterates of the last ``average`` steps
+        (Polyak-Ruppert averaging; of those reached, if the callback stopped the run in that
+        window) instead of the last one. Not for parameters with a continuous symmetry (an average
+        over a rotation orbit shrinks them).
+    optimizer : callable lr -> optimiser (default ``Adam``; e.g. ``SGD`` for plain gradient descent).
 
     Returns
     -------
     params : dict, the trained (or averaged) parameters.
-    history : dict of arrays (total steps, R?), the stages' histories concatenated.
+    history : dict of arrays (steps run, R?), the stages' histories concatenated.
     """
     stages = check_stages("stages", stages)
     total = sum(n for _, n in stages)
     average = _checks.integer("average", average, min_value=0)
     if average > total:
         raise ValueError(f"average must be <= the total number of steps {total}, got {average}")
+    optimizer = Adam if optimizer is None else optimizer
     rng = make_rng(seed)
-    history, acc, done = {}, {}, 0
+    history, acc, done, state = {}, {}, 0, {"stop": False, "count": 0}
     for lr, steps in stages:
         def step_callback(t, p, terms, offset=done):
-            if done + t >= total - average > -1 and average:
+            if average and offset + t >= total - average:
+                state["count"] += 1
                 for k, v in p.items():
                     acc[k] = acc[k] + v if k in acc else v.copy()
-            return callback is not None and callback(t + offset, p, terms)
+            state["stop"] = callback is not None and bool(callback(offset + t, p, terms))
+            return state["stop"]
         shifted = {k: (lambda t, fn=fn, offset=done: fn(t + offset)) for k, fn in (schedules or {}).items()}
-        res = fit(model, params, x, steps=steps, seed=rng, batch_size=batch_size, optimizer=Adam(lr),
+        res = fit(model, params, x, steps=steps, seed=rng, batch_size=batch_size, optimizer=optimizer(lr),
                   n_samples=n_samples, schedules=shifted, only=only, callback=step_callback)
         params = res.params
         done += steps
         for k, v in res.history.items():
             history.setdefault(k, []).append(v)
-    if average:
-        params = {k: v / average for k, v in acc.items()}
+        if state["stop"]:
+            break
+    if state["count"]:
+        params = {k: v / state["count"] for k, v in acc.items()}
     return params, {k: np.concatenate(v) for k, v in history.items()}
 
 

@@ -147,6 +147,15 @@ def test_fit_stages_steps_schedules_and_averaging():
     np.testing.assert_allclose(avg["dec.0.W"], np.mean([p["dec.0.W"] for p in trail[-3:]], axis=0), rtol=1e-14)
     with pytest.raises(ValueError, match="average must be <="):
         fit_stages(model, p0, x, stages=[(1e-2, 2)], seed=0, average=3)
+    # a callback returning True ends the run; averaging then uses the iterates reached
+    stopped, hist = fit_stages(model, p0, x, stages=[(1e-2, 4), (1e-3, 3)], seed=5, schedules={"beta": beta},
+                               average=3, callback=lambda t, p, terms: t == 5)
+    assert hist["loss"].shape == (6,)
+    np.testing.assert_allclose(stopped["dec.0.W"], np.mean([p["dec.0.W"] for p in trail[4:6]], axis=0), rtol=1e-14)
+    # another optimiser per stage: plain gradient descent
+    gd, _ = fit_stages(model, p0, x, stages=[(1e-3, 1)], seed=5, optimizer=SGD)
+    g = model.value_and_grad(p0, x, normal(np.random.default_rng(5), (60, 2)))[1]
+    np.testing.assert_allclose(gd["dec.0.W"], p0["dec.0.W"] - 1e-3 * g["dec.0.W"], rtol=1e-12)
     with pytest.raises(ValueError, match="at least one"):
         fit_stages(model, p0, x, stages=[], seed=0)
     with pytest.raises(ValueError, match=r"stages\[0\] learning rate must be positive"):
