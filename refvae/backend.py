@@ -151,4 +151,6 @@ def sum_to_shape(g, shape):
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
+    if g.shape != shape:
+        raise ValueError(f"cannot reduce gradient of shape {g.shape} to {shape}")
     return g

@@ -117,4 +117,7 @@ def logsumexp(a, axis):
     """log sum exp of ``a`` over ``axis`` (int or tuple; removed), shifted by the maximum so it cannot overflow."""
     xp = xp_of(a)
     m = a.max(axis=axis, keepdims=True)
-    return (m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+    m = xp.where(xp.isfinite(m), m, 0.0)           # an all -inf slice (zero mass) gives -inf, not NaN
+    total = xp.exp(a - m).sum(axis=axis, keepdims=True)
+    log_total = xp.where(total > 0, xp.log(xp.where(total > 0, total, 1.0)), -xp.inf)
+    return (m + log_total).squeeze(axis)

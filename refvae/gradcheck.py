@@ -20,6 +20,7 @@ Relative error of an analytic value a against a numerical n is |a - n| / max(|a|
 ``floor`` is the derivative scale finite differences cannot resolve: by default the round-off
 level of the difference quotient, 10 eps (1 + |f|) / h, divided by ``rtol``, so that an exact
 zero against pure round-off passes while any error larger than the round-off level fails.
+A non-finite analytic or numerical value counts as an infinite error.
 
 Functions with kinks (ReLU, soft thresholds, abs) must be evaluated at least 2h away from them.
 """
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks
-from .backend import to_host, xp_of
+from .backend import sum_to_shape, to_host, xp_of
 
 
 @dataclass
@@ -66,6 +67,9 @@ def _directional(fun, params, direction, h):
 
 
 def _rel(a, n, floor):
+    # a NaN or inf on either side is an infinite error (NaN would otherwise compare False and pass)
+    if not (np.isfinite(a) and np.isfinite(n)):
+        return float("inf")
     return abs(a - n) / max(abs(a), abs(n), floor)
 
 
@@ -90,21 +94,34 @@ def check_grad(fun, params, *, keys=None, h=1e-4, rtol=1e-6, floor=None, max_ent
     -------
     GradCheckResult
     """
+    if not callable(fun):
+        raise TypeError(f"fun must be a callable params -> (value, grads), got {type(fun).__name__}")
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
     for k, v in params.items():
         if getattr(v, "dtype", None) != np.float64:
             raise TypeError(f"params[{k!r}] must be float64 for a gradient check, got {getattr(v, 'dtype', type(v))}")
     h = _checks.scalar("h", h, positive=True)
+    rtol = _checks.scalar("rtol", rtol, positive=True)
+    floor = None if floor is None else _checks.scalar("floor", floor, positive=True)
+    max_entries = _checks.integer("max_entries", max_entries, min_value=0)
+    n_directions = _checks.integer("n_directions", n_directions, min_value=0)
+    if max_entries == 0 and n_directions == 0:
+        raise ValueError("max_entries and n_directions are both 0: nothing would be checked")
     rng = np.random.default_rng(seed)
     out = fun(params)
+    if not isinstance(out, tuple) or len(out) < 2 or not isinstance(out[1], dict):
+        raise TypeError("fun(params) must return (value, grads) with grads a dict of arrays")
     grads = out[1]
     keys = sorted(grads) if keys is None else list(keys)
+    if not keys:
+        raise ValueError("nothing to check: no keys selected (grads is empty or keys=[])")
     for k in keys:
         if k not in params or k not in grads:
             raise KeyError(f"key {k!r} must be in both params and the returned grads")
-        if tuple(grads[k].shape) != tuple(params[k].shape):
-            raise ValueError(f"grads[{k!r}] has shape {tuple(grads[k].shape)}, params[{k!r}] has {tuple(params[k].shape)}")
+        got = tuple(getattr(grads[k], "shape", ()))
+        if got != tuple(params[k].shape):
+            raise ValueError(f"grads[{k!r}] has shape {got}, params[{k!r}] has {tuple(params[k].shape)}")
     if floor is None:
         floor = 10 * np.finfo(np.float64).eps * (1.0 + abs(_total(fun, params))) / h / rtol
     errors = []
@@ -112,11 +129,11 @@ def check_grad(fun, params, *, keys=None, h=1e-4, rtol=1e-6, floor=None, max_ent
         g = to_host(grads[k])
         size = g.size
         picks = range(size) if size <= max_entries else rng.choice(size, max_entries, replace=False)
+        xp = xp_of(params[k])
         for flat in picks:
             idx = np.unravel_index(int(flat), g.shape)
             e = np.zeros(g.shape)
             e[idx] = 1.0
-            xp = xp_of(params[k])
             n = _directional(fun, params, {k: xp.asarray(e)}, h)
             a = float(g[idx])
             errors.append((f"{k}{list(map(int, idx))}", a, n, _rel(a, n, floor)))
@@ -141,11 +158,16 @@ def layer_fun(layer, x, cotangent):
     """Wrap a layer as ``fun(p) -> (sum(forward * cotangent), grads)`` with the input as key ``"x"``.
 
     ``p`` holds the layer's parameters and ``"x"``, so one check covers the parameter
-    gradients and the input gradient of ``backward``.
+    gradients and the input gradient of ``backward``. ``cotangent`` has the output's shape.
+    An input shared by every restart (x (B, n_in) with parameters (R, ...)) gets the gradient of
+    the sum over restarts: ``backward``'s (R, B, n_in) input gradient summed back to x's shape.
     """
     def fun(p):
         params = {k: v for k, v in p.items() if k != "x"}
         y, cache = layer.forward(params, p["x"])
+        if tuple(y.shape) != tuple(getattr(cotangent, "shape", ())):
+            raise ValueError(f"cotangent must have the layer output's shape {tuple(y.shape)}, "
+                             f"got {tuple(getattr(cotangent, 'shape', ()))}")
         dx, grads = layer.backward(params, cache, cotangent)
-        return (y * cotangent).sum(), {**grads, "x": dx}
+        return (y * cotangent).sum(), {**grads, "x": sum_to_shape(dx, p["x"].shape)}
     return fun

@@ -8,7 +8,8 @@ With S reparameterised samples z_s = mu + exp(lv / 2) * eps_s from q(z|x),
 and dL_S = sum_s wt_s d(log w_s) with wt = softmax_s(log w) held constant. Along the
 reparameterised path log q(z_s|x) = log N(eps_s; 0, I) - sum_k lv_k / 2, whose total
 derivative is 0 in mu and -1/2 in each lv. S = 1 is the Monte Carlo ELBO whose KL term is
-*sampled* (log q(z) - log p(z) at the drawn z), not the closed form used by ``GaussianVAE``.
+*sampled* (log q(z) - log p(z) at the drawn z): ``GaussianVAE(..., kl="sample")`` exactly, value
+and gradient, not the default closed-form KL of ``GaussianVAE``.
 
 log p(z) - log q(z|x) is ``-distributions.kl_sample`` and log p(x|z) comes from the model's
 ``GaussianDecoder``, the same pieces every other objective uses.
@@ -61,7 +62,7 @@ class IWAE:
         _checks.params_like(params, _template(self.vae))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.vae.data_dim)
         noise = _checks.array("noise", noise)
-        lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params))
+        lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params, _template(self.vae)))
         want = lead + (x.shape[-2], self.vae.latent_dim)
         if noise.ndim != len(want) + 1 or tuple(noise.shape[1:]) != want or noise.shape[0] < 1:
             raise ValueError(f"noise must have shape (S, {', '.join(map(str, want))}) with S >= 1 "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from .backend import asarray, sum_to_shape, xp_of
+from .backend import asarray, sum_to_shape, to_host, xp_of
 
 
 def _sub(params, prefix):
@@ -100,7 +100,7 @@ class CholeskyLinear(Layer):
 
     def __init__(self, dim, B, *, scale=1.0):
         self.n_in = self.n_out = _checks.integer("dim", dim, min_value=1)
-        self.B = np.asarray(_checks.array("B", B, shape=(self.n_in,), nonneg=True))
+        self.B = to_host(_checks.array("B", B, shape=(self.n_in,), nonneg=True))
         self.scale = _checks.scalar("scale", scale, positive=True)
 
     def init(self, rng, restarts=None):

@@ -45,7 +45,7 @@ from .backend import make_rng, to_host, xp_of
 from .layers import _sub
 from .metrics.hz import hz_value_and_grad
 from .metrics.likelihood import importance_log_likelihood
-from .objectives import GaussianVAE, _prefixed, _restart_shape
+from .objectives import GaussianVAE, _prefixed, _template
 from .optim import Adam
 from .train import fit
 
@@ -136,8 +136,9 @@ class LiBIStep1:
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         if noise is not None:
             raise ValueError("noise must be None: LiBI step 1 is deterministic (noise_shape is None)")
-        if not any(k.startswith("code.") for k in params):
+        if isinstance(params, dict) and not any(k.startswith("code.") for k in params):
             raise KeyError("params has no 'code.*' entries; build them with LiBIStep1.init or init_libi")
+        _checks.params_like(params, _template(self))
         B = x.shape[-2]
         if B < K + 2:
             raise ValueError(f"x must hold a batch of at least K + 2 = {K + 2} points for the "
@@ -344,13 +345,6 @@ def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_ste
         best_rep = xp_of(ll).where(better, rep, best_rep)
     return LiBIResult(best, np.asarray(to_host(best_ll)), np.asarray(to_host(best_rep)),
                       np.stack(lls), histories, params)
-
-
-def _restarts_of(params):
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    lead = _restart_shape(params)
-    return int(lead[0]) if lead else None
 
 
 def _select(better, new, old):

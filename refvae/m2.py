@@ -40,7 +40,7 @@ from .backend import normal, to_host, xp_of
 from .distributions import (kl_sample, kl_sample_backward, kl_std_normal, logsumexp, reparameterize,
                             reparameterize_backward)
 from .layers import Layer, _sub, mlp
-from .objectives import OBS_MODES, GaussianDecoder, _check_widths, _prefixed, _restart_shape
+from .objectives import OBS_MODES, GaussianDecoder, _check_widths, _prefixed, _restart_shape, _template
 
 BOUNDS = ("elbo", "iwae")
 
@@ -125,7 +125,7 @@ class M2:
         batch_size = _checks.integer("batch_size", batch_size, min_value=1)
         S = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
         S = self.n_samples if S is None else S
-        shape = (self.n_classes,) + _restart_shape(params) + (batch_size, self.latent_dim)
+        shape = (self.n_classes,) + _restart_shape(params, _template(self)) + (batch_size, self.latent_dim)
         if S is None and self.bound == "iwae":
             S = 1
         return shape if S is None else (S,) + shape
@@ -145,7 +145,7 @@ class M2:
 
     def _check_noise(self, params, x, noise):
         noise = _checks.array("noise", noise)
-        lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params))
+        lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params, _template(self)))
         want = (self.n_classes,) + lead + (x.shape[-2], self.latent_dim)
         ok = tuple(noise.shape[-len(want):]) == want and noise.ndim in (len(want), len(want) + 1)
         if self.bound == "iwae":
@@ -217,7 +217,7 @@ class M2:
             raise ValueError(f"y must hold class indices in 0..{self.n_classes - 1}, got {ys.tolist()}")
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        R = _restart_shape(params)
+        R = _restart_shape(params, _template(self))
         z = normal(rng, (ys.size,) + R + (n, self.latent_dim))
         xp = xp_of(z)
         onehot = self._onehot(xp.asarray(ys), xp).reshape((ys.size,) + (1,) * (len(R) + 1) + (self.n_classes,))
@@ -238,7 +238,7 @@ class M2:
         log_pi, cls_cache = self._log_q_y(params, x)                              # (R?, B, C)
         eye = xp.eye(C)
         # x broadcast to (C, R?, B, d): the class axis must sit in front of the restarts axis
-        lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params))
+        lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params, _template(self)))
         xc = xp.broadcast_to(x, (C,) + lead + tuple(x.shape[-2:]))
         xa = _append_onehot(xc, eye.reshape((C,) + (1,) * (xc.ndim - 2) + (C,)))
         enc_out, enc_cache = self.encoder.forward(_sub(params, "enc."), xa)       # (C, R?, B, 2K)
@@ -277,6 +277,7 @@ class M2:
         dict with ``"labelled"`` (R?, B, C): L(x_b, y) for every class y (L_S for ``"iwae"``),
         ``"unlabelled"`` (R?, B): U(x_b) (U_S), and ``"log_q_y"`` (R?, B, C): log q(y|x_b).
         """
+        _checks.params_like(params, _template(self))
         x = self._check_x(x)
         noise = self._check_noise(params, x, noise)
         log_pi, a, U, _ = self._forward(params, x, noise, sigma2)
@@ -301,6 +302,7 @@ class M2:
         loss : scalar, or (R,) with a restarts axis.
         grads : dict like ``params``.
         """
+        _checks.params_like(params, _template(self))
         x = self._check_x(x)
         batch = x.shape[-2]
         labels = self._check_labels(labels, batch)

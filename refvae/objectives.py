@@ -47,8 +47,16 @@ def _template(model):
     return model._param_template
 
 
-def _restart_shape(params):
-    """The restarts axis of a parameter dict: () or (R,), read off any dense weight."""
+def _restart_shape(params, template=None):
+    """The restarts axis of a parameter dict: () or (R,).
+
+    With the model's ``template`` (key -> shape without restarts) it is read off any entry's extra
+    leading axes, whatever the layers; without one, off any dense weight ``*.W``.
+    """
+    if template is not None:
+        for k, shape in template.items():
+            if k in params:
+                return tuple(params[k].shape[:params[k].ndim - len(shape)])
     for k, v in params.items():
         if k.endswith(".W"):
             return tuple(v.shape[:-2])
@@ -96,13 +104,19 @@ class GaussianDecoder:
         """Mean (..., B, d) and observation log-variance (a float for ``"fixed"``, else broadcastable)."""
         return self._observation(params, self.decoder.forward(_sub(params, "dec."), z)[0], sigma2)
 
+    def check_sigma2(self, sigma2):
+        """Validate a per-call variance override (``obs="fixed"`` only): None or a float > 0."""
+        if sigma2 is None:
+            return None
+        if self.obs != "fixed":
+            raise ValueError(f"sigma2 can be set per call only for obs='fixed', not obs={self.obs!r}")
+        return _checks.scalar("sigma2", sigma2, positive=True)
+
     def _observation(self, params, out, sigma2):
         d = self.data_dim
-        if sigma2 is not None and self.obs != "fixed":
-            raise ValueError(f"sigma2 can be set per call only for obs='fixed', not obs={self.obs!r}")
+        sigma2 = self.check_sigma2(sigma2)
         if self.obs == "fixed":
-            s2 = self.sigma2 if sigma2 is None else _checks.scalar("sigma2", sigma2, positive=True)
-            return out, math.log(s2)
+            return out, math.log(self.sigma2 if sigma2 is None else sigma2)
         if self.obs == "decoder":
             return out[..., :d], out[..., d:]
         return out, params["dec.obs_logvar"][..., None, :]
@@ -199,6 +213,8 @@ class GaussianVAE:
     def from_sizes(cls, data_dim, latent_dim, hidden=(64, 64), activation="tanh", *, obs="fixed",
                    sigma2=1.0, beta=1.0, kl="analytic", residual=False):
         """MLP encoder and decoder with the given hidden widths (``hidden=()``: affine maps)."""
+        data_dim = _checks.integer("data_dim", data_dim, min_value=1)
+        latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
         hidden = tuple(hidden)
         dec_out = 2 * data_dim if obs == "decoder" else data_dim
         enc = mlp((data_dim, *hidden, 2 * latent_dim), activation, residual=residual)
@@ -216,8 +232,15 @@ class GaussianVAE:
         return {**_prefixed("enc.", self.encoder.init(rng, restarts)), **self.gen.init(rng, restarts)}
 
     def noise_shape(self, params, batch_size, n_samples=None):
-        """Shape of the standard-normal noise for a batch: (R?, B, K), or (S, R?, B, K)."""
-        shape = _restart_shape(params) + (batch_size, self.latent_dim)
+        """Shape of the standard-normal noise for a batch: (R?, B, K), or (S, R?, B, K).
+
+        batch_size : int >= 1, B; n_samples : None (no sample axis) or int >= 1, S.
+        """
+        template = _template(self)
+        _checks.params_like(params, template)
+        batch_size = _checks.integer("batch_size", batch_size, min_value=1)
+        n_samples = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
+        shape = _restart_shape(params, template) + (batch_size, self.latent_dim)
         return shape if n_samples is None else (n_samples,) + shape
 
     # -- pieces ---------------------------------------------------------------------
@@ -257,11 +280,14 @@ class GaussianVAE:
         _checks.params_like(params, _template(self))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         beta = self.beta if beta is None else _checks.scalar("beta", beta, nonneg=True)
+        self.gen.check_sigma2(sigma2)
+        noise = _checks.array("noise", noise)
+        if noise.ndim < 2 or noise.shape[-1] != self.latent_dim:   # the full shape is checked against mu below
+            raise ValueError(f"noise must have shape (S?, R?, B, {self.latent_dim}), got {tuple(noise.shape)}")
         xp = xp_of(x)
         enc_out, enc_cache = self.encoder.forward(_sub(params, "enc."), x)
         K = self.latent_dim
         mu, lv = enc_out[..., :K], enc_out[..., K:]
-        noise = _checks.array("noise", noise)
         if noise.shape != mu.shape and noise.shape[1:] != mu.shape:
             raise ValueError(f"noise must have shape {tuple(mu.shape)} or (S, *{tuple(mu.shape)}), "
                              f"got {tuple(noise.shape)}")
@@ -297,39 +323,78 @@ class GaussianVAE:
 
 
 class Autoencoder:
-    """Deterministic autoencoder (seed 002 Sec. 5): z = enc(x), loss = mean_b sum_j (x_j - f_j(z))^2.
+    """Deterministic autoencoder (seed 002 Sec. 5, MATH.md 1): z = enc(x), loss = mean_b sum_j (x_j - f_j(z))^2.
 
+    The loss is the squared reconstruction error summed over the d coordinates and averaged over
+    the batch (per data point, like every objective; no normalising constants: it is not a
+    likelihood).
+
+    Parameters
+    ----------
     encoder : Layer, (..., B, d) -> (..., B, K); decoder : Layer, (..., B, K) -> (..., B, d).
+    latent_dim, data_dim : int, K and d.
+
     ``value_and_grad(params, x, noise=None)`` ignores ``noise`` (there is none); it takes the
-    argument so every objective has the same signature.
+    argument so every objective has the same signature. Parameters are ``"enc.*"`` and ``"dec.*"``
+    and may carry a restarts axis R like the VAE's.
     """
 
     def __init__(self, encoder, decoder, latent_dim, data_dim):
+        for name, net in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(net, Layer):
+                raise TypeError(f"{name} must be a refvae Layer, got {type(net).__name__}")
         self.latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
         self.data_dim = _checks.integer("data_dim", data_dim, min_value=1)
+        _check_widths("encoder", encoder, self.data_dim, self.latent_dim)
+        _check_widths("decoder", decoder, self.latent_dim, self.data_dim)
         self.encoder, self.decoder = encoder, decoder
 
     @classmethod
     def from_sizes(cls, data_dim, latent_dim, hidden=(64, 64), activation="tanh", *, residual=False):
+        """MLP encoder and decoder with the given hidden widths (``hidden=()``: the linear autoencoder)."""
+        data_dim = _checks.integer("data_dim", data_dim, min_value=1)
+        latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
         hidden = tuple(hidden)
         return cls(mlp((data_dim, *hidden, latent_dim), activation, residual=residual),
                    mlp((latent_dim, *hidden[::-1], data_dim), activation, residual=residual),
                    latent_dim, data_dim)
 
     def init(self, rng, restarts=None):
+        """Fresh parameters ``"enc.*"``, ``"dec.*"`` from ``rng`` (leading axis R with ``restarts``)."""
         return {**_prefixed("enc.", self.encoder.init(rng, restarts)),
                 **_prefixed("dec.", self.decoder.init(rng, restarts))}
 
     def noise_shape(self, params, batch_size, n_samples=None):
+        """None: the autoencoder draws no noise (``fit`` then passes ``noise=None``)."""
         return None
 
     def encode(self, params, x):
+        """The code z = enc(x), shape (R?, B, K) for x (B, d) or (R, B, d)."""
+        _checks.params_like(params, _template(self))
+        x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         return self.encoder.forward(_sub(params, "enc."), x)[0]
 
     def decode(self, params, z):
+        """The reconstruction f(z), shape (..., B, d) for z (..., B, K)."""
+        _checks.params_like(params, _template(self))
+        z = _checks.array("z", z, min_ndim=2, last_dim=self.latent_dim)
         return self.decoder.forward(_sub(params, "dec."), z)[0]
 
     def value_and_grad(self, params, x, noise=None, *, with_terms=False):
+        """Mean squared reconstruction error per data point and its gradient.
+
+        Parameters
+        ----------
+        params : dict from ``init``.
+        x : (B, d) or (R, B, d) data.
+        noise : ignored (None).
+        with_terms : also return ``{"recon": loss}``.
+
+        Returns
+        -------
+        loss : scalar, or (R,) with a restarts axis (each restart's gradient is that of its own loss).
+        grads : dict like ``params``.
+        """
         _checks.params_like(params, _template(self))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         z, enc_cache = self.encoder.forward(_sub(params, "enc."), x)

@@ -28,12 +28,37 @@ class _Optimizer:
 
     @staticmethod
     def _selected(key, only):
-        return only is None or any(key.startswith(p) for p in ((only,) if isinstance(only, str) else only))
+        return only is None or any(key.startswith(p) for p in only)
+
+    @staticmethod
+    def _check_only(only):
+        """None, a key prefix, or a non-empty sequence of key prefixes -> None or a tuple of str."""
+        if only is None:
+            return None
+        only = (only,) if isinstance(only, str) else tuple(only) if isinstance(only, (list, tuple)) else None
+        if not only or not all(isinstance(p, str) for p in only):
+            raise TypeError("only must be None, a key prefix (str) or a non-empty sequence of key prefixes")
+        return only
 
     def update(self, params, grads, state, only=None):
-        missing = [k for k in params if self._selected(k, only) and k not in grads]
+        """One step on the keys selected by ``only`` (all by default); returns new (params, state).
+
+        ``grads[k]`` must have the shape of ``params[k]`` for every stepped key.
+        """
+        only = self._check_only(only)
+        for name, tree in (("params", params), ("grads", grads), ("state", state)):
+            if not isinstance(tree, dict):
+                raise TypeError(f"{name} must be a dict, got {type(tree).__name__}")
+        selected = [k for k in params if self._selected(k, only)]
+        if only is not None and not selected:
+            raise ValueError(f"only={only} selects none of the parameters {sorted(params)}")
+        missing = [k for k in selected if k not in grads]
         if missing:
             raise KeyError(f"grads has no entry for parameters {missing}")
+        for k in selected:
+            want, got = tuple(getattr(params[k], "shape", ())), tuple(getattr(grads[k], "shape", ()))
+            if got != want:
+                raise ValueError(f"grads[{k!r}] must have the shape of params[{k!r}] {want}, got {got}")
         new_params, new_state = dict(params), {k: dict(v) for k, v in state.items()}
         for k in params:
             if self._selected(k, only):

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -55,7 +56,19 @@ def from_trajectory(values):
 
 
 def minibatches(rng, n, batch_size):
-    """Endless index batches of size ``batch_size``: a fresh permutation each epoch."""
+    """Endless index batches of size ``batch_size``: a fresh permutation each epoch.
+
+    rng : numpy.random.Generator; n : int >= 1 points; batch_size : int >= 1 (>= n: every batch is
+    all points in order). An epoch's last n mod batch_size points of the permutation are skipped.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    n = _checks.integer("n", n, min_value=1)
+    batch_size = _checks.integer("batch_size", batch_size, min_value=1)
+    return _minibatches(rng, n, batch_size)
+
+
+def _minibatches(rng, n, batch_size):
     if batch_size >= n:
         while True:
             yield np.arange(n)
@@ -143,10 +156,20 @@ def fit(model, params, x, *, steps, seed, batch_size=None, optimizer=None, n_sam
     """
     x, steps, batch_size, n_samples = check_loop_args(x, steps, batch_size, n_samples)
     n = x.shape[0]
-    schedules = dict(schedules or {})
-    for name, fn in schedules.items():
+    schedules = _check_schedules(schedules)
+    for name, fn in (("model.value_and_grad", getattr(model, "value_and_grad", None)),
+                     ("model.noise_shape", getattr(model, "noise_shape", None))):
         if not callable(fn):
-            raise TypeError(f"schedules[{name!r}] must be a callable step -> value")
+            raise TypeError(f"{name} must be a method; model must be a refvae objective, got {type(model).__name__}")
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    if optimizer is not None and (isinstance(optimizer, type) or not callable(getattr(optimizer, "init", None))
+                                  or not callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must have init and update methods (an instance such as Adam(1e-3), "
+                        f"not the class), got {optimizer!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable (step, params, terms) -> bool, got {type(callback).__name__}")
+    log_every = _checks.integer("log_every", log_every, min_value=1)
     rng = make_rng(seed)
     optimizer = Adam(1e-3) if optimizer is None else optimizer
     stream = sys.stderr if stream is None else stream
@@ -176,15 +199,30 @@ def fit(model, params, x, *, steps, seed, batch_size=None, optimizer=None, n_sam
     return FitResult(params, {k: np.asarray(v) for k, v in history.items()}, state)
 
 
+def _check_schedules(schedules):
+    """A dict name -> callable(step) -> value (None: no schedules)."""
+    if schedules is None:
+        return {}
+    if not isinstance(schedules, dict):
+        raise TypeError(f"schedules must be a dict name -> callable(step), got {type(schedules).__name__}")
+    for name, fn in schedules.items():
+        if not callable(fn):
+            raise TypeError(f"schedules[{name!r}] must be a callable step -> value")
+    return dict(schedules)
+
+
 def check_stages(name, stages):
     """Validate a learning-rate schedule: a non-empty sequence of (learning rate > 0, steps >= 0)."""
-    try:
-        stages = [(_checks.scalar(f"{name}[{i}] learning rate", lr, positive=True),
-                   _checks.integer(f"{name}[{i}] steps", n, min_value=0)) for i, (lr, n) in enumerate(stages)]
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ValueError) and "learning rate" in str(exc) or "steps" in str(exc):
-            raise
-        raise TypeError(f"{name} must be a sequence of (learning rate, steps) pairs, got {stages!r}") from exc
+    if isinstance(stages, (str, bytes)) or not hasattr(stages, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of (learning rate, steps) pairs, got {stages!r}")
+    checked = []
+    for i, stage in enumerate(stages):
+        if isinstance(stage, (str, bytes)) or not hasattr(stage, "__len__") or len(stage) != 2:
+            raise TypeError(f"{name}[{i}] must be a (learning rate, steps) pair, got {stage!r}")
+        lr, n = stage
+        checked.append((_checks.scalar(f"{name}[{i}] learning rate", lr, positive=True),
+                        _checks.integer(f"{name}[{i}] steps", n, min_value=0)))
+    stages = checked
     if not stages:
         raise ValueError(f"{name} must list at least one (learning rate, steps) stage")
     return stages
@@ -223,6 +261,11 @@ def fit_stages(model, params, x, *, stages, seed, batch_size=None, n_samples=Non
     average = _checks.integer("average", average, min_value=0)
     if average > total:
         raise ValueError(f"average must be <= the total number of steps {total}, got {average}")
+    schedules = _check_schedules(schedules)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable (step, params, terms) -> bool, got {type(callback).__name__}")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"optimizer must be a callable lr -> optimiser (e.g. refvae.optim.SGD), got {optimizer!r}")
     optimizer = Adam if optimizer is None else optimizer
     rng = make_rng(seed)
     history, acc, done, state = {}, {}, 0, {"stop": False, "count": 0}
@@ -234,7 +277,7 @@ def fit_stages(model, params, x, *, stages, seed, batch_size=None, n_samples=Non
                     acc[k] = acc[k] + v if k in acc else v.copy()
             state["stop"] = callback is not None and bool(callback(offset + t, p, terms))
             return state["stop"]
-        shifted = {k: (lambda t, fn=fn, offset=done: fn(t + offset)) for k, fn in (schedules or {}).items()}
+        shifted = {k: (lambda t, fn=fn, offset=done: fn(t + offset)) for k, fn in schedules.items()}
         res = fit(model, params, x, steps=steps, seed=rng, batch_size=batch_size, optimizer=optimizer(lr),
                   n_samples=n_samples, schedules=shifted, only=only, callback=step_callback)
         params = res.params
@@ -248,14 +291,25 @@ def fit_stages(model, params, x, *, stages, seed, batch_size=None, n_samples=Non
     return params, {k: np.concatenate(v) for k, v in history.items()}
 
 
+def _npz_path(path):
+    """``path`` with the ``.npz`` suffix ``numpy.savez`` appends to names that lack it."""
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        return path if path.endswith(".npz") else path + ".npz"
+    return path                                                     # an open file object
+
+
 def save_params(path, params):
-    """Save a parameter dict to ``path`` (.npz), exactly (float64 kept, host copy)."""
+    """Save a parameter dict to ``path`` (.npz, appended if missing), exactly (dtype and values kept, host copy)."""
     if not isinstance(params, dict) or not params:
         raise TypeError("params must be a non-empty dict of arrays")
-    np.savez(path, **tree_to_host(params))
+    for k, v in params.items():
+        if not isinstance(k, str) or not hasattr(v, "shape"):
+            raise TypeError(f"params must map str keys to arrays, got {k!r}: {type(v).__name__}")
+    np.savez(_npz_path(path), **tree_to_host(params))
 
 
 def load_params(path):
-    """Load a parameter dict saved by ``save_params``, onto the current backend."""
-    with np.load(path, allow_pickle=False) as data:
+    """Load a parameter dict saved by ``save_params`` (same ``path``), onto the current backend."""
+    with np.load(_npz_path(path), allow_pickle=False) as data:
         return to_device({k: data[k] for k in data.files})

@@ -34,7 +34,7 @@ from ..backend import make_rng, normal, to_host, xp_of
 from ..distributions import gaussian_log_prob, reparameterize, std_normal_log_prob
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "model_width", "plan_chunks", "importance_log_likelihood",
-           "mean_and_stderr"]
+           "mean_and_stderr", "objective_estimate"]
 
 #: Default bound on the numbers held by one (samples x restarts x points x width) temporary
 #: (2**22 float64 = 32 MiB).
@@ -236,7 +236,8 @@ def objective_estimate(model, params, x, *, seed, n_samples=16, replicates=8, **
     Parameters
     ----------
     model : any refvae objective with ``value_and_grad`` and ``noise_shape``; params : its
-        parameters (restarts axis R allowed).
+        parameters (restarts axis R allowed). A deterministic objective (``noise_shape`` None,
+        e.g. ``Autoencoder``) gets ``noise=None``: every replicate is the same, the error 0.
     x : (N, d) points; seed : int or Generator.
     n_samples, replicates : int >= 1 and >= 2.
     overrides : passed to ``value_and_grad`` (e.g. ``sigma2=`` for ``obs="fixed"``).
@@ -245,13 +246,17 @@ def objective_estimate(model, params, x, *, seed, n_samples=16, replicates=8, **
     -------
     mean, stderr : floats, or arrays (R,) with a restarts axis (host NumPy).
     """
+    for name in ("value_and_grad", "noise_shape"):
+        if not callable(getattr(model, name, None)):
+            raise TypeError(f"model must be a refvae objective with {name}(), got {type(model).__name__}")
     x = _checks.array("x", x, ndim=2)
     n_samples = _checks.integer("n_samples", n_samples, min_value=1)
     replicates = _checks.integer("replicates", replicates, min_value=2)
     rng = make_rng(seed)
     values = []
     for _ in range(replicates):
-        noise = normal(rng, model.noise_shape(params, x.shape[0], n_samples))
+        shape = model.noise_shape(params, x.shape[0], n_samples)
+        noise = None if shape is None else normal(rng, shape)
         values.append(to_host(model.value_and_grad(params, x, noise, **overrides)[0]))
     values = np.asarray(values)
     return values.mean(axis=0), values.std(axis=0, ddof=1) / math.sqrt(replicates)

@@ -64,7 +64,19 @@ def main(argv=None, stream=None):
             print(f"refvae verify: unknown claim(s) {unknown}; known: {', '.join(REGISTRY)}", file=sys.stderr)
             return 2
         names = args.only
-    backend.set_backend(args.backend)
+    previous = backend.get_backend()
+    try:
+        backend.set_backend(args.backend)
+    except RuntimeError as exc:                          # e.g. cupy without CuPy or a GPU: no run
+        print(f"refvae verify: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, names, stream)
+    finally:
+        backend.set_backend(previous)                    # main() called from Python leaves it as it was
+
+
+def _run(args, names, stream):
     os.makedirs(args.out, exist_ok=True)
     on_start, progress = _progress_writer(stream, len(names))
     ctx = Context(profile=args.profile, seed=args.seed, backend=args.backend, progress=progress, out=args.out)

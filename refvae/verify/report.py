@@ -28,6 +28,11 @@ def _plain(v):
     return v
 
 
+def _cell(text):
+    """Text safe inside a Markdown table cell: a '|' would end the cell, a newline the row."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def as_dict(results, meta):
     claims = []
     for r in results:
@@ -58,8 +63,8 @@ def to_markdown(results, meta):
              "| claim | paper | kind | verdict | paper | refvae |", "| --- | --- | --- | --- | --- | --- |"]
     for c in d["claims"]:
         paper = _fmt(c["paper_value"]) if c["paper_value"] is not None else "-"
-        lines.append(f"| `{c['name']}` | {c['paper']} | {c['kind']} | **{c['verdict']}** | {paper} | "
-                     f"{c['summary'] or c['error']} |")
+        lines.append(f"| `{c['name']}` | {c['paper']} | {c['kind']} | **{c['verdict']}** | {_cell(paper)} | "
+                     f"{_cell(c['summary'] or c['error'])} |")
     lines.append("")
     for c in d["claims"]:
         lines += [f"## {c['name']} ({c['verdict']})", "", f"*Seed {c['paper']}: {c['paper_title']}.*", "",
@@ -71,7 +76,7 @@ def to_markdown(results, meta):
         else:
             lines += [f"Result: {c['summary']}", "", "| quantity | measured | spread |", "| --- | --- | --- |"]
             for k, v in c["measured"].items():
-                lines.append(f"| {k} | {_fmt(v)} | {_fmt(c['spread'].get(k, '-'))} |")
+                lines.append(f"| {_cell(k)} | {_cell(_fmt(v))} | {_cell(_fmt(c['spread'].get(k, '-')))} |")
             lines += [""] + [f"![{f}]({f})" for f in c["figures"]] + [""]
     return "\n".join(lines)
 

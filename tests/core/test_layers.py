@@ -11,6 +11,14 @@ from tests.core.strategies import away_from, restarts, seeds, sizes
 H = 1e-4  # gradcheck step; kinks are kept 10 h away
 
 
+def lead_axes(R, samples, shared):
+    """Input leading axes: an optional sample axis, then the restarts axis (size 1 or absent when x is
+    shared by all restarts; behind a sample axis it must be there, so that axes line up)."""
+    if R is None:
+        return (2,) if samples else ()
+    return ((2,) if samples else ()) + ((1,) if shared and samples else () if shared else (R,))
+
+
 def check_layer(layer, x, rng, params=None):
     params = layer.init(rng) if params is None else params
     y, _ = layer.forward(params, x)
@@ -41,35 +49,36 @@ def test_piecewise_linear_activations_off_their_kinks(seed, batch, width, alpha,
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=seeds, batch=sizes, n_in=sizes, n_out=sizes, R=restarts, samples=st.booleans())
-def test_linear(seed, batch, n_in, n_out, R, samples):
+@given(seed=seeds, batch=sizes, n_in=sizes, n_out=sizes, R=restarts, samples=st.booleans(), shared=st.booleans())
+def test_linear(seed, batch, n_in, n_out, R, samples, shared):
     rng = np.random.default_rng(seed)
     layer = Linear(n_in, n_out)
     params = layer.init(rng, R)
     params["b"] = rng.standard_normal(params["b"].shape)
-    lead = ((2,) if samples else ()) + (() if R is None else (R,))
+    lead = lead_axes(R, samples, shared)
     check_layer(layer, rng.standard_normal(lead + (batch, n_in)), rng, params)
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=seeds, batch=sizes, width=sizes, R=restarts, act=st.sampled_from(["tanh", "softplus", "sigmoid"]))
-def test_residual_block_and_mlp(seed, batch, width, R, act):
+@given(seed=seeds, batch=sizes, width=sizes, R=restarts, act=st.sampled_from(["tanh", "softplus", "sigmoid"]),
+       shared=st.booleans())
+def test_residual_block_and_mlp(seed, batch, width, R, act, shared):
     rng = np.random.default_rng(seed)
     for layer in (ResidualBlock(width, act), mlp([2, width, width, 3], act, residual=True),
                   mlp([2, width, 3], act, final_activation="sigmoid")):
-        x = rng.standard_normal(((R,) if R else ()) + (batch, layer.n_in))
+        x = rng.standard_normal(lead_axes(R, False, shared) + (batch, layer.n_in))
         check_layer(layer, x, rng, layer.init(rng, R))
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=seeds, dim=st.integers(1, 3), batch=sizes, R=restarts, samples=st.booleans(),
-       b_scale=st.floats(0.0, 1.0))
-def test_cholesky_linear(seed, dim, batch, R, samples, b_scale):
+       b_scale=st.floats(0.0, 1.0), shared=st.booleans())
+def test_cholesky_linear(seed, dim, batch, R, samples, b_scale, shared):
     rng = np.random.default_rng(seed)
     layer = CholeskyLinear(dim, b_scale * rng.random(dim))
     params = layer.init(rng, R)
     params["A"] = params["A"] + 2.0 * np.eye(dim)       # keep A A^T + B well conditioned
-    lead = ((2,) if samples else ()) + (() if R is None else (R,))
+    lead = lead_axes(R, samples, shared)
     check_layer(layer, rng.standard_normal(lead + (batch, dim)), rng, params)
 
 
@@ -88,12 +97,12 @@ def test_cholesky_linear_is_seed004_c2_decoder():
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=seeds, n=sizes, batch=sizes, R=restarts, samples=st.booleans())
-def test_shift(seed, n, batch, R, samples):
+@given(seed=seeds, n=sizes, batch=sizes, R=restarts, samples=st.booleans(), shared=st.booleans())
+def test_shift(seed, n, batch, R, samples, shared):
     rng = np.random.default_rng(seed)
     layer = Shift(n)
     params = {"b": rng.standard_normal(layer.init(rng, R)["b"].shape)}
-    lead = ((2,) if samples else ()) + (() if R is None else (R,))
+    lead = lead_axes(R, samples, shared)
     check_layer(layer, rng.standard_normal(lead + (batch, n)), rng, params)
 
 
@@ -139,3 +148,39 @@ def test_layer_argument_errors():
         Linear(2, 2).init(np.random.default_rng(0), restarts=0)
     with pytest.raises(TypeError, match="layers"):
         Sequential(Linear(1, 1), "tanh")
+
+
+def test_activation_forward_closed_forms():
+    """Forward values against their definitions (the gradient checks only test backward against forward)."""
+    x = np.array([[-3.0, -0.7, 0.0, 0.4, 2.5]])
+    expected = {
+        Identity(): x,
+        ReLU(): np.array([[0.0, 0.0, 0.0, 0.4, 2.5]]),
+        LeakyReLU(0.1): np.array([[-0.3, -0.07, 0.0, 0.4, 2.5]]),
+        Tanh(): np.tanh(x),
+        Sigmoid(): 1.0 / (1.0 + np.exp(-x)),
+        Softplus(): np.log1p(np.exp(x)),
+        Cube(): x ** 3,
+    }
+    for layer, want in expected.items():
+        np.testing.assert_allclose(layer.forward({}, x)[0], want, rtol=1e-15, atol=1e-16, err_msg=repr(layer))
+
+
+def test_linear_residual_and_mlp_forward_values():
+    rng = np.random.default_rng(1)
+    W, b = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    x = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(Linear(3, 2).forward({"W": W, "b": b}, x)[0], x @ W + b, rtol=1e-14)
+    block = ResidualBlock(3, "tanh")
+    p = block.init(rng)
+    want = x + np.tanh(x @ p["0.W"] + p["0.b"]) @ p["2.W"] + p["2.b"]
+    np.testing.assert_allclose(block.forward(p, x)[0], want, rtol=1e-14)
+    net = mlp([3, 5, 2], "softplus", final_activation="sigmoid")
+    assert [type(layer).__name__ for layer in net.layers] == ["Linear", "Softplus", "Linear", "Sigmoid"]
+    q = net.init(rng)
+    h = np.logaddexp(0.0, x @ q["0.W"] + q["0.b"])
+    np.testing.assert_allclose(net.forward(q, x)[0], 1.0 / (1.0 + np.exp(-(h @ q["2.W"] + q["2.b"]))), rtol=1e-14)
+    # LeCun-normal initialisation: W ~ N(0, 1 / n_in), b = 0
+    big = Linear(400, 300).init(np.random.default_rng(2))
+    assert np.all(big["b"] == 0.0)
+    assert big["W"].var() == pytest.approx(1.0 / 400, rel=4 * np.sqrt(2.0 / big["W"].size))

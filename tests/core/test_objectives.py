@@ -16,12 +16,12 @@ from tests.helpers import perturbed_init
 @given(seed=seeds, obs=st.sampled_from(OBS_MODES), R=restarts, S=st.sampled_from([None, 3]),
        d=sizes, K=sizes, B=sizes, hidden=st.sampled_from([(), (3,), (3, 2)]),
        act=st.sampled_from(["tanh", "softplus"]), beta=st.floats(0.0, 3.0),
-       kl=st.sampled_from(["analytic", "sample"]))
-def test_gaussian_vae_gradient(seed, obs, R, S, d, K, B, hidden, act, beta, kl):
+       kl=st.sampled_from(["analytic", "sample"]), per_restart_data=st.booleans())
+def test_gaussian_vae_gradient(seed, obs, R, S, d, K, B, hidden, act, beta, kl, per_restart_data):
     rng = np.random.default_rng(seed)
     model = GaussianVAE.from_sizes(d, K, hidden, act, obs=obs, sigma2=0.7, beta=beta, kl=kl)
     params = perturbed_init(model, rng, R)
-    x = rng.standard_normal((B, d))
+    x = rng.standard_normal(((R,) if R and per_restart_data else ()) + (B, d))     # (B, d) or (R, B, d)
     noise = rng.standard_normal(model.noise_shape(params, B, S))
     gradcheck.assert_grad(lambda p: model.value_and_grad(p, x, noise), params)
 
@@ -41,12 +41,13 @@ def test_gradient_with_per_call_overrides(seed, beta, sigma2):
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=seeds, R=restarts, d=sizes, K=sizes, B=sizes)
-def test_autoencoder_gradient(seed, R, d, K, B):
+@given(seed=seeds, R=restarts, d=sizes, K=sizes, B=sizes, hidden=st.sampled_from([(), (3,), (3, 2)]),
+       act=st.sampled_from(["tanh", "softplus"]), per_restart_data=st.booleans())
+def test_autoencoder_gradient(seed, R, d, K, B, hidden, act, per_restart_data):
     rng = np.random.default_rng(seed)
-    model = Autoencoder.from_sizes(d, K, (3,), "tanh")
+    model = Autoencoder.from_sizes(d, K, hidden, act)
     params = perturbed_init(model, rng, R)
-    x = rng.standard_normal((B, d))
+    x = rng.standard_normal(((R,) if R and per_restart_data else ()) + (B, d))
     gradcheck.assert_grad(lambda p: model.value_and_grad(p, x), params)
 
 
@@ -102,19 +103,20 @@ def test_kl_closed_form_against_quadrature():
 
 @pytest.mark.parametrize("obs", OBS_MODES)
 @pytest.mark.parametrize("S", [None, 2])
-def test_restart_gradient_equals_single_model(obs, S):
+@pytest.mark.parametrize("per_restart_data", [False, True])
+def test_restart_gradient_equals_single_model(obs, S, per_restart_data):
     rng = np.random.default_rng(3)
     model = GaussianVAE.from_sizes(3, 2, (4,), obs=obs, sigma2=0.5)
     R, B = 4, 6
     params = perturbed_init(model, rng, R)
-    x = rng.standard_normal((B, 3))
+    x = rng.standard_normal((R, B, 3) if per_restart_data else (B, 3))
     noise = rng.standard_normal(model.noise_shape(params, B, S))
     loss, grads = model.value_and_grad(params, x, noise)
     assert loss.shape == (R,)
     for r in range(R):
         p_r = {k: v[r] for k, v in params.items()}
         n_r = noise[r] if S is None else noise[:, r]
-        loss_r, grads_r = model.value_and_grad(p_r, x, n_r)
+        loss_r, grads_r = model.value_and_grad(p_r, x[r] if per_restart_data else x, n_r)
         assert loss[r] == pytest.approx(loss_r, rel=1e-14)
         for k in grads:
             np.testing.assert_allclose(grads[k][r], grads_r[k], rtol=1e-12, atol=1e-14)
@@ -146,6 +148,10 @@ def test_objective_input_errors():
         model.value_and_grad(params, np.full((5, 3), np.nan), noise)
     with pytest.raises(ValueError, match="noise must have shape"):
         model.value_and_grad(params, np.zeros((5, 3)), rng.standard_normal((5, 3)))
+    with pytest.raises(ValueError, match="noise must have shape"):
+        model.value_and_grad(params, np.zeros((5, 3)), rng.standard_normal((4, 2)))
+    with pytest.raises(ValueError, match="noise must be finite"):
+        model.value_and_grad(params, np.zeros((5, 3)), np.full((5, 2), np.nan))
     with pytest.raises(ValueError, match="sigma2 can be set per call only"):
         model.value_and_grad(params, np.zeros((5, 3)), noise, sigma2=1.0)
     with pytest.raises(ValueError, match="beta must be non-negative"):
@@ -165,3 +171,107 @@ def test_objective_input_errors():
     with pytest.raises(ValueError, match="decoder must map 2 -> 6"):
         from refvae.layers import mlp
         GaussianVAE(mlp([3, 4]), mlp([2, 3]), 2, 3, obs="decoder")
+
+
+@pytest.mark.parametrize("obs", OBS_MODES)
+@pytest.mark.parametrize("S", [None, 3])
+def test_reconstruction_term_by_hand_in_every_noise_mode(obs, S):
+    """recon = mean over samples and points of -sum_j log N(x_j; f_j(z), s2_j), from scipy's density."""
+    from scipy.stats import norm
+    rng = np.random.default_rng(4)
+    d, K, B = 3, 2, 5
+    model = GaussianVAE.from_sizes(d, K, (4,), "tanh", obs=obs, sigma2=0.3)
+    params = perturbed_init(model, rng, None)
+    x = rng.standard_normal((B, d))
+    noise = rng.standard_normal(model.noise_shape(params, B, S))
+    loss, _, terms = model.value_and_grad(params, x, noise, with_terms=True)
+    mu, lv = model.encode(params, x)
+    z = mu + np.exp(lv / 2) * noise
+    out = model.decoder.forward({k[4:]: v for k, v in params.items() if k.startswith("dec.") and k[4:5].isdigit()},
+                                z)[0]
+    if obs == "decoder":
+        mean, var = out[..., :d], np.exp(out[..., d:])
+    else:
+        var = np.full(d, 0.3) if obs == "fixed" else np.exp(params["dec.obs_logvar"]) * np.ones(d)
+        mean = out
+    recon = -norm.logpdf(x, mean, np.sqrt(var)).sum(-1).mean()
+    assert terms["recon"] == pytest.approx(recon, rel=1e-13)
+    kl = (0.5 * (mu ** 2 + np.exp(lv) - lv - 1).sum(-1)).mean()
+    assert terms["kl"] == pytest.approx(kl, rel=1e-13)
+    assert loss == pytest.approx(recon + kl, rel=1e-13)
+    assert terms["sigma2"] == pytest.approx(np.broadcast_to(var, mean.shape).mean(), rel=1e-13)
+
+
+def test_noise_shape_reads_restarts_from_any_layer_and_validates():
+    """A model without dense ``*.W`` weights (per-point encoder table, Cholesky decoder) still sees R."""
+    from refvae.encoders import PerPointEncoder
+    from refvae.layers import CholeskyLinear
+    model = GaussianVAE(PerPointEncoder(6, 2), CholeskyLinear(2, [0.1, 0.1]), 2, 2)
+    params = model.init(np.random.default_rng(0), restarts=3)
+    assert model.noise_shape(params, 4) == (3, 4, 2)
+    assert model.noise_shape(params, 4, 5) == (5, 3, 4, 2)
+    assert model.noise_shape(model.init(np.random.default_rng(0)), 4) == (4, 2)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        model.noise_shape(params, 0)
+    with pytest.raises(TypeError, match="n_samples must be an integer"):
+        model.noise_shape(params, 4, 2.0)
+    with pytest.raises(ValueError, match="lacks the model's entries"):
+        model.noise_shape({}, 4)
+
+
+@pytest.mark.parametrize("per_restart_data", [False, True])
+def test_autoencoder_restarts_equal_single_models_and_loss_by_hand(per_restart_data):
+    rng = np.random.default_rng(5)
+    model = Autoencoder.from_sizes(3, 2, (4,), "tanh")
+    R, B = 3, 6
+    params = perturbed_init(model, rng, R)
+    x = rng.standard_normal((R, B, 3) if per_restart_data else (B, 3))
+    loss, grads, terms = model.value_and_grad(params, x, with_terms=True)
+    assert loss.shape == (R,) and terms["recon"] is loss
+    for r in range(R):
+        p_r = {k: v[r] for k, v in params.items()}
+        x_r = x[r] if per_restart_data else x
+        loss_r, grads_r = model.value_and_grad(p_r, x_r)
+        assert loss[r] == pytest.approx(loss_r, rel=1e-14)
+        for k in grads:
+            np.testing.assert_allclose(grads[k][r], grads_r[k], rtol=1e-12, atol=1e-14)
+        # mean over the batch of the squared error summed over coordinates, from the networks by hand
+        h = np.tanh(x_r @ p_r["enc.0.W"] + p_r["enc.0.b"])
+        z = h @ p_r["enc.2.W"] + p_r["enc.2.b"]
+        np.testing.assert_allclose(model.encode(p_r, x_r), z, rtol=1e-14)
+        xhat = np.tanh(z @ p_r["dec.0.W"] + p_r["dec.0.b"]) @ p_r["dec.2.W"] + p_r["dec.2.b"]
+        np.testing.assert_allclose(model.decode(p_r, z), xhat, rtol=1e-14)
+        assert loss_r == pytest.approx(((x_r - xhat) ** 2).sum(-1).mean(), rel=1e-14)
+
+
+def test_autoencoder_input_errors():
+    from refvae.layers import mlp
+    rng = np.random.default_rng(0)
+    model = Autoencoder.from_sizes(3, 2, (4,))
+    params = model.init(rng)
+    with pytest.raises(ValueError, match="x must have last dimension 3"):
+        model.value_and_grad(params, np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="x must be finite"):
+        model.value_and_grad(params, np.full((5, 3), np.inf))
+    with pytest.raises(ValueError, match="x must have at least 2 dimensions"):
+        model.value_and_grad(params, np.zeros(3))
+    with pytest.raises(ValueError, match="lacks the model's entries"):
+        model.value_and_grad({k: v for k, v in params.items() if k != "dec.2.b"}, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="same R"):
+        model.value_and_grad({**params, "enc.0.W": np.zeros((2, 3, 4))}, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="z must have last dimension 2"):
+        model.decode(params, np.zeros((5, 3)))
+    with pytest.raises(TypeError, match="encoder must be a refvae Layer"):
+        Autoencoder("mlp", mlp([2, 3]), 2, 3)
+    with pytest.raises(ValueError, match="encoder must map 3 -> 2"):
+        Autoencoder(mlp([3, 4]), mlp([2, 3]), 2, 3)
+    with pytest.raises(ValueError, match="decoder must map 2 -> 3"):
+        Autoencoder(mlp([3, 2]), mlp([2, 4]), 2, 3)
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        Autoencoder.from_sizes(3, 0)
+
+
+def test_logsumexp_is_stable_and_handles_zero_mass():
+    from refvae.distributions import logsumexp
+    a = np.array([[1000.0, 1000.0], [-np.inf, -np.inf], [-1e4, 0.0]])
+    np.testing.assert_allclose(logsumexp(a, 1), [1000.0 + np.log(2.0), -np.inf, 0.0])

@@ -62,3 +62,22 @@ def test_optimizer_errors():
     opt = Adam()
     with pytest.raises(KeyError, match="no entry"):
         opt.update({"a": np.ones(1)}, {}, opt.init({"a": np.ones(1)}))
+
+
+def test_update_argument_errors():
+    opt = Adam()
+    p = {"enc.a": np.ones(2), "dec.a": np.ones(2)}
+    state = opt.init(p)
+    with pytest.raises(ValueError, match=r"grads\['enc.a'\] must have the shape of params\['enc.a'\] \(2,\)"):
+        opt.update(p, {"enc.a": np.ones((3, 2)), "dec.a": np.ones(2)}, state)       # would broadcast silently
+    with pytest.raises(ValueError, match="selects none of the parameters"):
+        opt.update(p, p, state, only=("encoder.",))
+    with pytest.raises(TypeError, match="only must be"):
+        opt.update(p, p, state, only=3)
+    with pytest.raises(TypeError, match="only must be"):
+        opt.update(p, p, state, only=())
+    with pytest.raises(TypeError, match="grads must be a dict"):
+        SGD().update(p, [1.0], SGD().init(p))
+    # keys outside ``only`` need no gradient
+    p2, _ = opt.update(p, {"enc.a": np.ones(2)}, state, only="enc.")
+    np.testing.assert_array_equal(p2["dec.a"], p["dec.a"])

@@ -1,5 +1,6 @@
 """Training loop: determinism, divergence stop, schedules, save/load, and learned noise (MATH.md 4.5)."""
 import io
+import re
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import pytest
 from refvae.backend import normal
 from refvae.objectives import Autoencoder, GaussianVAE
 from refvae.optim import SGD, Adam
-from refvae.train import TrainingDiverged, fit, from_trajectory, linear_ramp, load_params, save_params
+from refvae.train import (TrainingDiverged, check_stages, fit, fit_stages, from_trajectory, linear_ramp, load_params,
+                          minibatches, save_params)
 
 
 def gaussian_data(n=400, seed=0):
@@ -56,7 +58,33 @@ def test_divergence_stops_with_step_and_quantity():
     with pytest.raises(TrainingDiverged, match=r"step \d+: .* is non-finite") as info:
         fit(model, params, x, steps=200, seed=0, optimizer=SGD(10.0))
     assert info.value.step >= 0
-    assert "loss" in info.value.quantity or "grads" in info.value.quantity or "params" in info.value.quantity
+    assert re.fullmatch(r"loss|grads\['[\w.]+'\]|params\['[\w.]+'\] after the update", info.value.quantity)
+
+
+@pytest.mark.parametrize("what", ["loss", "grads"])
+def test_divergence_names_the_exact_step_and_quantity(what):
+    """An objective that turns non-finite at step 3, in a known place, is reported exactly there."""
+    model = GaussianVAE.linear(4, 2)
+    calls = []
+
+    class Poisoned:
+        def noise_shape(self, params, batch_size, n_samples=None):
+            return model.noise_shape(params, batch_size, n_samples)
+
+        def value_and_grad(self, params, x, noise, **kw):
+            loss, grads, terms = model.value_and_grad(params, x, noise, **kw)
+            calls.append(1)
+            if len(calls) == 4:
+                if what == "loss":
+                    loss = loss * np.nan
+                else:
+                    grads = {**grads, "dec.0.W": grads["dec.0.W"] * np.inf}
+            return loss, grads, terms
+
+    with pytest.raises(TrainingDiverged) as info:
+        fit(Poisoned(), model.init(np.random.default_rng(0)), gaussian_data(30), steps=10, seed=0)
+    assert info.value.step == 3
+    assert info.value.quantity == ("loss" if what == "loss" else "grads['dec.0.W']")
 
 
 def test_save_load_round_trip_exact(tmp_path):
@@ -84,6 +112,49 @@ def test_fit_input_errors():
         fit(model, params, x, steps=1, seed=None)
     with pytest.raises(TypeError, match="schedules"):
         fit(model, params, x, steps=1, seed=0, schedules={"beta": 0.5})
+    with pytest.raises(ValueError, match="log_every must be >= 1"):
+        fit(model, params, x, steps=1, seed=0, progress=True, log_every=0)
+    with pytest.raises(TypeError, match="callback must be a callable"):
+        fit(model, params, x, steps=1, seed=0, callback=True)
+    with pytest.raises(TypeError, match="optimizer must have init and update"):
+        fit(model, params, x, steps=1, seed=0, optimizer=Adam)
+    with pytest.raises(TypeError, match="model must be a refvae objective"):
+        fit(object(), params, x, steps=1, seed=0)
+    with pytest.raises(TypeError, match="schedules must be a dict"):
+        fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, schedules=[linear_ramp(0, 1, 2)])
+    with pytest.raises(TypeError, match=r"schedules\['beta'\] must be a callable"):
+        fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, schedules={"beta": 1.0})
+    with pytest.raises(TypeError, match="optimizer must be a callable lr"):
+        fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, optimizer=Adam(1e-3))
+    with pytest.raises(TypeError, match=r"stages\[1\] must be a \(learning rate, steps\) pair"):
+        check_stages("stages", [(1e-3, 1), 1e-3])
+    with pytest.raises(TypeError, match=r"stages\[0\] steps must be an integer"):
+        check_stages("stages", [(1e-3, 1.5)])
+    with pytest.raises(TypeError, match="must be a sequence"):
+        check_stages("stages", 1e-3)
+
+
+def test_minibatches_cover_each_epoch_once():
+    rng = np.random.default_rng(0)
+    gen = minibatches(rng, 10, 3)
+    for _ in range(4):                              # 3 batches an epoch, the 10th point of each permutation left out
+        epoch = np.concatenate([next(gen) for _ in range(3)])
+        assert len(epoch) == 9 and len(set(epoch.tolist())) == 9 and set(epoch.tolist()) <= set(range(10))
+    np.testing.assert_array_equal(next(minibatches(rng, 4, 9)), np.arange(4))   # batch >= n: all points
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        minibatches(rng, 10, 0)
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+        minibatches(0, 10, 2)
+
+
+def test_save_load_with_the_same_path_without_suffix(tmp_path):
+    params = {"enc.W": np.random.default_rng(0).standard_normal((2, 3)), "dec.b": np.arange(3.0)}
+    save_params(tmp_path / "model", params)          # numpy.savez writes model.npz
+    loaded = load_params(tmp_path / "model")
+    for k in params:
+        np.testing.assert_array_equal(loaded[k], params[k])
+    with pytest.raises(TypeError, match="str keys to arrays"):
+        save_params(tmp_path / "bad", {"a": 1.0})
 
 
 def test_autoencoder_trains_through_fit():

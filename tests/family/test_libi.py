@@ -225,6 +225,10 @@ def test_bad_inputs():
         step1.value_and_grad(params, np.zeros((10, 3)))
     with pytest.raises(KeyError, match="no 'code"):
         step1.value_and_grad(vae.init(np.random.default_rng(0)), toy_data(10, 0))
+    with pytest.raises(ValueError, match=r"params lacks the model's entries \['dec.0.W'"):
+        step1.value_and_grad({k: v for k, v in params.items() if k != "dec.0.W"}, toy_data(10, 0))
+    with pytest.raises(ValueError, match=r"params\['code.0.W'\] must have shape"):
+        step1.value_and_grad({**params, "code.0.W": np.zeros((2, 5))}, toy_data(10, 0))
     with pytest.raises(KeyError, match="no 'enc"):
         reinit_code(params)
     other = init_libi(GaussianVAE.from_sizes(2, 1, hidden=(3,)), 0)

@@ -1,5 +1,4 @@
 """Importance-sampled log-likelihood (MATH.md 3): closed forms, quadrature, chunking, errors."""
-import importlib.util
 import math
 import time
 
@@ -11,12 +10,11 @@ from scipy.stats import multivariate_normal
 
 from refvae.layers import mlp
 from refvae.metrics.likelihood import (importance_log_likelihood, mean_and_stderr, model_width,
-                                       plan_chunks)
-from refvae.objectives import GaussianVAE
+                                       objective_estimate, plan_chunks)
+from refvae.metrics.quadrature import log_likelihood
+from refvae.objectives import Autoencoder, GaussianVAE
 from refvae.optim import Adam
 from refvae.train import fit
-
-HAS_QUADRATURE = importlib.util.find_spec("refvae.metrics.quadrature") is not None
 
 
 def linear_gaussian(K=2, d=4, s2=0.05, n=100, seed=0, gains=(1.5, 0.7)):
@@ -103,9 +101,7 @@ def test_restarts_axis():
     np.testing.assert_allclose(est[1], shifted, rtol=0, atol=1e-10)
 
 
-@pytest.mark.skipif(not HAS_QUADRATURE, reason="refvae.metrics.quadrature not available")
 def test_agrees_with_quadrature_linear_one_dimensional_latent():
-    from refvae.metrics.quadrature import log_likelihood
     model, params, x, log_px, A, c, v = linear_gaussian(K=1, d=2, s2=0.1, n=30, gains=(1.2,))
     q = with_encoder(model, params, A, c, v)
     quad = log_likelihood(x, lambda z: model.decode(q, z)[0], 1, model.sigma2)
@@ -114,10 +110,8 @@ def test_agrees_with_quadrature_linear_one_dimensional_latent():
     np.testing.assert_allclose(est, quad, atol=1e-8)
 
 
-@pytest.mark.skipif(not HAS_QUADRATURE, reason="refvae.metrics.quadrature not available")
 def test_agrees_with_quadrature_nonlinear_decoder_trained_encoder():
     # tanh decoder 1 -> 8 -> 2, data from it, amortised encoder fitted by -ELBO (decoder fixed).
-    from refvae.metrics.quadrature import log_likelihood
     rng = np.random.default_rng(0)
     s2 = 0.1
     model = GaussianVAE(mlp((2, 16, 2), "tanh"), mlp((1, 8, 2), "tanh"), 1, 2, obs="fixed", sigma2=s2)
@@ -156,6 +150,32 @@ def test_plan_for_seed004_sizes():
     pc, sc = plan_chunks(10000, 5000, 64, max_elements=2 ** 22)
     assert (pc, sc) == (13, 5000)
     assert pc * sc * 64 <= 2 ** 22 < 10000 * 5000 * 64
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_seed004_size_call_never_holds_s_by_n(monkeypatch):
+    """The real call (S = 5000 on N = 10,000 points, a 64-wide decoder), stopped after its first
+    blocks: each decoder call sees 13 points x 5000 samples, never 10,000 x 5000 (fast check of
+    the slow run below)."""
+    model = GaussianVAE.from_sizes(4, 2, hidden=(64,), obs="fixed", sigma2=0.1)
+    params = model.init(np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((10000, 4))
+    seen = []
+
+    def log_px(params, x, z, sigma2=None):
+        seen.append(z.shape)
+        if len(seen) == 2:
+            raise _Stop
+        return GaussianVAE.log_px_given_z(model, params, x, z)
+
+    monkeypatch.setattr(model, "log_px_given_z", log_px)
+    with pytest.raises(_Stop):
+        importance_log_likelihood(model, params, x, seed=0, n_samples=5000)
+    assert seen == [(5000, 13, 2), (5000, 13, 2)]
+    assert 5000 * 13 * model_width(model) <= 2 ** 22 < 5000 * 10000 * 4
 
 
 class Recorder:
@@ -206,10 +226,8 @@ def test_explicit_chunks_and_subsets_give_the_same_numbers():
 
 
 @pytest.mark.slow
-def test_seed004_size_run(request):
+def test_seed004_size_run():
     # S = 5000 on N = 10,000 points for real (~15 s on 2 cores): only with -m slow.
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("long run: select it with -m slow")
     model, params, x, log_px, A, c, v = linear_gaussian(n=10000)
     q = with_encoder(model, params, A, c, v)
     t0 = time.perf_counter()
@@ -219,6 +237,32 @@ def test_seed004_size_run(request):
     err = est - log_px
     assert abs(err.mean()) <= 4 * math.sqrt(np.sum(se ** 2)) / len(se)
     assert elapsed < 300
+
+
+def test_objective_estimate_matches_closed_form_neg_elbo():
+    """With q the exact (mean-field here) posterior the ELBO is log p(x) exactly, so the Monte Carlo
+    -ELBO of objective_estimate must be -mean log p(x) within 4 of its standard errors; restarts give
+    one estimate each, and a deterministic objective gets noise=None and a zero error."""
+    model, params, x, log_px, A, c, v = linear_gaussian(n=50)
+    q = with_encoder(model, params, A, c, v)
+    mean, se = objective_estimate(model, q, x, seed=0, n_samples=4, replicates=16)
+    assert 0 < se < 0.05
+    assert abs(mean + log_px.mean()) < 4 * se, (mean, -log_px.mean(), se)
+    poor = with_encoder(model, params, A, c, v, shift_sd=1.0)            # a worse q: -ELBO is larger
+    worse, se_w = objective_estimate(model, poor, x, seed=0, n_samples=4, replicates=16)
+    assert worse > mean + 4 * math.hypot(se, se_w)
+    stacked = {k: np.stack([q[k], poor[k]]) for k in q}
+    both, se_b = objective_estimate(model, stacked, x, seed=1, n_samples=4, replicates=16)
+    assert both.shape == se_b.shape == (2,)
+    assert abs(both[0] - mean) < 4 * math.hypot(se, se_b[0]) and abs(both[1] - worse) < 4 * math.hypot(se_w, se_b[1])
+    ae = Autoencoder.from_sizes(4, 2, (3,))
+    ae_params = ae.init(np.random.default_rng(0))
+    m_ae, se_ae = objective_estimate(ae, ae_params, x, seed=0)
+    assert se_ae == 0.0 and m_ae == ae.value_and_grad(ae_params, x)[0]
+    with pytest.raises(ValueError, match="replicates must be >= 2"):
+        objective_estimate(model, q, x, seed=0, replicates=1)
+    with pytest.raises(TypeError, match="model must be a refvae objective"):
+        objective_estimate(object(), q, x, seed=0)
 
 
 def test_mean_and_stderr():

@@ -241,6 +241,29 @@ def test_training_on_partly_labelled_clusters_classifies(seed):
     assert all(np.array_equal(again.params[k], res.params[k]) for k in params)
 
 
+@pytest.mark.parametrize("bound", ["elbo", "iwae"])
+def test_fit_with_restarts_trains_each_restart_on_its_own_loss(bound):
+    """M2.fit on parameters with a restarts axis R = 2 whose restarts start identical: each restart
+    follows its own loss (shape (steps, 2)); they part only through their own noise, and both learn."""
+    x, y, labels = two_clusters(3, n=60, frac=0.3)
+    model = M2.from_sizes(2, 1, 2, (8,), "tanh", obs="scalar", bound=bound, n_samples=2 if bound == "iwae" else None)
+    one = model.init(np.random.default_rng(0))
+    params = {k: np.stack([v, v]) for k, v in one.items()}
+    res = model.fit(params, x, labels, steps=60, seed=1, batch_size=20, optimizer=Adam(1e-2))
+    loss = res.history["loss"]
+    assert loss.shape == (60, 2)
+    assert np.all(loss[-10:].mean(axis=0) < loss[:10].mean(axis=0))
+    assert all(res.params[k].shape == params[k].shape for k in params)
+    assert any(not np.array_equal(res.params[k][0], res.params[k][1]) for k in params)
+    # restart r's loss is that of its own parameters on the batch (not a mix of the two)
+    xb, lb = x[:20], labels[:20]
+    noise = np.random.default_rng(2).standard_normal(model.noise_shape(res.params, 20))
+    both = model.value_and_grad(res.params, xb, lb, noise)[0]
+    for r in range(2):
+        own = model.value_and_grad({k: v[r] for k, v in res.params.items()}, xb, lb, noise[..., r, :, :])[0]
+        np.testing.assert_allclose(both[r], own, rtol=1e-13)
+
+
 @pytest.mark.parametrize("R", [None, 3])
 @pytest.mark.parametrize("obs", ["fixed", "scalar", "decoder"])
 def test_sample_shapes_and_noise_variance(R, obs):
@@ -291,6 +314,10 @@ def test_bad_inputs_raise_clear_errors():
         model.value_and_grad(params, x, np.array([0.0, 1.0, 1.0, 2.0]), noise)
     with pytest.raises(ValueError, match="x must have last dimension 2"):
         model.value_and_grad(params, np.zeros((4, 3)), labels, noise)
+    with pytest.raises(ValueError, match=r"params lacks the model's entries \['cls.0.W'"):
+        model.value_and_grad({k: v for k, v in params.items() if k != "cls.0.W"}, x, labels, noise)
+    with pytest.raises(ValueError, match=r"params\['enc.0.W'\] must have shape"):
+        model.bounds({**params, "enc.0.W": np.zeros((5, 3))}, x, noise)
     with pytest.raises(ValueError, match="x must have at least 2 dimensions"):
         model.classify(params, np.zeros(2))
     bad = x.copy()

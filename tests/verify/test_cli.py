@@ -1,6 +1,7 @@
 """The verify command: report format, exit status, options (claims themselves: test_claims.py)."""
 import io
 import json
+import re
 
 import pytest
 
@@ -81,3 +82,36 @@ def test_context_rng_is_reproducible_and_tag_dependent():
     assert (a == b).all()
     assert not (a == Context(seed=3).rng("y").standard_normal(3)).all()
     assert not (a == Context(seed=4).rng("x").standard_normal(3)).all()
+
+
+def test_markdown_cells_escape_pipes_and_seed_reaches_claims(monkeypatch, tmp_path):
+    # summaries such as "KL(p || p_theta)" must not split a table row; --seed is the claims' base seed
+    monkeypatch.setattr(registry, "REGISTRY", dict(REGISTRY))
+    import refvae.verify.cli as cli
+    monkeypatch.setattr(cli, "REGISTRY", registry.REGISTRY)
+
+    @claim("fake_pipes", paper="004", kind="empirical", statement="a | b")
+    def fake_pipes(ctx):
+        return Outcome(passed=True, measured={"seed": ctx.seed, "draw": float(ctx.rng("t").standard_normal())},
+                       summary="KL(p || q) = 1\nsecond line", paper_value="x | y")
+
+    status, rep, md = run_cli(["--mini", "--only", "fake_pipes", "--seed", "7"], tmp_path)
+    assert status == 0
+    assert rep["meta"]["seed"] == 7 and rep["claims"][0]["measured"]["seed"] == 7
+    assert rep["claims"][0]["measured"]["draw"] == float(Context(seed=7).rng("t").standard_normal())
+    row = next(line for line in md.splitlines() if line.startswith("| `fake_pipes`"))
+    assert len(re.split(r"(?<!\\)\|", row)) == 8          # six cells (and the two ends): none split
+    assert "KL(p \\|\\| q) = 1 second line" in row and "x \\| y" in row
+
+
+def test_unavailable_backend_is_a_clear_error_and_backend_is_restored(monkeypatch, tmp_path, capsys):
+    from refvae import backend
+
+    def refuse(name):
+        if name == "cupy":
+            raise RuntimeError("backend 'cupy' requested but CuPy is not installed")
+        backend._current = name
+    monkeypatch.setattr(backend, "set_backend", refuse)
+    assert main(["--mini", "--only", next(iter(REGISTRY)), "--backend", "cupy", "--out", str(tmp_path)]) == 2
+    assert "CuPy is not installed" in capsys.readouterr().err
+    assert backend.get_backend() == "numpy"
