@@ -20,7 +20,9 @@ log I_nu(k) = log(ive(nu, k)) + k, and F is assembled as
 -(r - rho)^2 / (2 sigma2) + [log A_d(kappa) - kappa] so the large terms cancel
 analytically. For small kappa the same quantities come from the confluent
 limit A_d(kappa) = 0F1(; d/2; kappa^2 / 4) (scipy.special.hyp0f1), which has
-no 0/0 at kappa = 0 and no underflow of ive for large nu.
+no 0/0 at kappa = 0 and no underflow of ive for large nu. Limitation: for
+d >~ 2000 and 500 <= kappa < d/2 - 1, ive still underflows (log of 0, a
+RuntimeWarning); seed 003's experiments use small d.
 """
 from __future__ import annotations
 
@@ -264,8 +266,9 @@ def radius_grid(r_values, sigma2_values, d=2):
     -------
     ndarray, shape (n_r, n_s)
         ``out[i, j] = optimal_radius(r_values[i], sigma2_values[j], d) / r_values[i]``,
-        in [0, 1); zero exactly where r^2 <= d sigma2 (the collapse region below
-        the curve sigma2 = r^2 / d).
+        in [0, 1) (exactly 1 only where it rounds so, d = 1 and r^2 / sigma2 >~ 19,
+        see ``optimal_radius``); zero exactly where r^2 <= d sigma2 (the collapse
+        region below the curve sigma2 = r^2 / d).
 
     Notes
     -----

@@ -15,11 +15,6 @@ from ...train import fit
 from ..registry import Outcome, claim
 
 
-def residual_sq(model, params, x, rng, n_samples):
-    """Squared residuals (x - f(z))^2 with z ~ q(z|x) from the model's own encoder: (S, R?, N, d)."""
-    return encoder_residuals(model, params, x, rng, n_samples)
-
-
 @claim("noise_theorem2", paper="000", kind="theorem",
        statement="For fixed theta, phi the ELBO-optimal observation variance is the mean squared residual "
                  "under the encoder (Theorem 2), so a jointly trained learned variance equals it at convergence.",
@@ -31,7 +26,7 @@ def noise_theorem2(ctx):
     rotation = np.linalg.qr(rng.standard_normal((d, d)))[0]
     x = (rng.standard_normal((n, d)) * np.sqrt(spectrum)) @ rotation.T
     model = GaussianVAE.linear(d, k, obs="vector", sigma2=1.0)
-    steps = ctx.scale(1500, 3000, 10000)
+    steps = ctx.scale(3000, 4500, 10000)
     res = fit(model, model.init(rng), x, steps=steps, seed=rng, optimizer=Adam(1e-2), n_samples=8,
               callback=lambda t, p, terms: ctx.progress(0.8 * t / steps, "joint training"))
     # a second phase at a 10x smaller step with more samples settles the stochastic iterate
@@ -39,19 +34,30 @@ def noise_theorem2(ctx):
     res = fit(model, res.params, x, steps=steps // 3, seed=rng, optimizer=Adam(1e-3), n_samples=64,
               callback=lambda t, p, terms: tail.append(np.exp(to_host(p["dec.obs_logvar"]))))
     learned = np.exp(to_host(res.params["dec.obs_logvar"]))
-    target = analytic.noise.optimal_variance(residual_sq(model, res.params, x, rng, 1000), per_dim=True)
+    residuals = encoder_residuals(model, res.params, x, rng, 1000)                 # (S, N, d)
+    target = analytic.noise.optimal_variance(residuals, per_dim=True)
+    # the closed form is itself a Monte Carlo average over S draws: its standard error
+    per_draw = residuals.mean(axis=1)                                               # (S, d)
+    target_se = per_draw.std(axis=0, ddof=1) / np.sqrt(len(per_draw))
     jitter = np.std(tail[-len(tail) // 3:], axis=0)
     _, _, ppca_noise = analytic.ppca.fit(x, k)
     gap = np.abs(learned - target)
-    passed = bool(np.all(gap < 4 * jitter + 1e-3 * target))
+    # the iterate sits within a few of its own standard deviations of the stationary point, which
+    # the closed form locates up to its Monte Carlo error: 4 combined standard deviations
+    # and the iterate must have settled, or a wide spread would make the check weak: spread below
+    # 2.5% of the target (measured up to 1.6% over 8 mini seeds; a variance read as a standard
+    # deviation, or a missing constant, moves the learned value by a factor, not by percents)
+    settled = jitter < 2.5e-2 * target
+    passed = bool(np.all(gap < 4 * np.sqrt(jitter ** 2 + target_se ** 2)) and np.all(settled))
     return Outcome(
         passed=passed,
         measured={"learned_variance": learned.tolist(), "closed_form_for_learned_encoder": target.tolist(),
                   "ppca_ml_noise": float(ppca_noise)},
-        spread={"learned_variance": jitter.tolist()},
+        spread={"learned_variance": jitter.tolist(), "closed_form_for_learned_encoder": target_se.tolist()},
         summary=f"learned variance per dimension {np.round(learned, 4).tolist()} vs closed form "
                 f"{np.round(target, 4).tolist()} (max relative gap {np.max(gap / target):.2e}; "
-                f"PPCA noise {float(ppca_noise):.4f})")
+                f"PPCA noise {float(ppca_noise):.4f})"
+                + ("" if np.all(settled) else f"; NOT SETTLED: iterate spread up to {np.max(jitter / target):.1%}"))
 
 
 # ==================================================================================== Sec. 4.2 / 5
