@@ -197,8 +197,9 @@ def _predicted_min_curvature(X, gamma):
     return (N / gamma + 1) - np.sqrt((N / gamma - 1) ** 2 + 4 * N * l1 / gamma ** 2)
 
 
-def test_affine_collapsed_point_is_a_saddle_for_anisotropic_data(anisotropic):
-    X, K = anisotropic, 2
+def _affine_collapsed_setup(X, K):
+    """The affine (alpha = 0) energy at the collapsed point: (collapsed point, energy of the packed
+    parameters, packed collapsed parameters, indices of the (W, mu) block, energy on that block)."""
     N, d = X.shape
     cp = stm.collapsed_point(X, K)
     unpack = _unpacker(N, d, K)
@@ -210,6 +211,12 @@ def test_affine_collapsed_point_is_a_saddle_for_anisotropic_data(anisotropic):
         p = p0.copy()
         p[idx] = q
         return f(p)
+    return cp, f, p0, idx, sub
+
+
+def test_affine_collapsed_point_is_a_saddle_for_anisotropic_data(anisotropic):
+    X, K = anisotropic, 2
+    cp, f, p0, idx, sub = _affine_collapsed_setup(X, K)
 
     ev, vec = np.linalg.eigh(fd_hessian(sub, p0[idx], 1e-4))
     lam_pred = _predicted_min_curvature(X, cp.gamma)
@@ -226,17 +233,7 @@ def test_affine_collapsed_point_is_a_saddle_for_anisotropic_data(anisotropic):
 def test_affine_collapsed_point_is_a_minimum_for_isotropic_data():
     X, _ = data_with_spectrum(np.random.default_rng(68), 12, [1.3, 1.3, 1.3])
     K = 2
-    N, d = X.shape
-    cp = stm.collapsed_point(X, K)
-    unpack = _unpacker(N, d, K)
-    f = lambda p: stm.energy(X, *unpack(p), 0.0)
-    p0 = _pack(cp.W, cp.b, cp.gamma, cp.mu, cp.s)
-    idx = _wmu_index(N, d, K)
-
-    def sub(q):
-        p = p0.copy()
-        p[idx] = q
-        return f(p)
+    cp, f, p0, idx, sub = _affine_collapsed_setup(X, K)
 
     assert abs(_predicted_min_curvature(X, cp.gamma)) < 1e-10
     assert np.linalg.eigvalsh(fd_hessian(sub, p0[idx], 1e-4)).min() > -1e-5
