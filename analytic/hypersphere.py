@@ -1,6 +1,6 @@
-"""Seed 003's hypersphere example: when a fixed-variance Gaussian VAE collapses.
+"""berger2020's hypersphere example: when a fixed-variance Gaussian VAE collapses.
 
-Setting (seed 003, Berger and Sebag, Theorem 1; MATH.md 4.6): data uniform on
+Setting (berger2020, Berger and Sebag, Theorem 1; docs/math.md 4.6): data uniform on
 the sphere of radius r in R^d, observation model N(x; xhat, sigma2 I) with
 sigma2 fixed, and the decoder output xhat uniform on a concentric sphere of
 radius rho (the optimal family by symmetry). With kappa = r rho / sigma2 and
@@ -22,7 +22,7 @@ analytically. For small kappa the same quantities come from the confluent
 limit A_d(kappa) = 0F1(; d/2; kappa^2 / 4) (scipy.special.hyp0f1), which has
 no 0/0 at kappa = 0 and no underflow of ive for large nu. Limitation: for
 d >~ 2000 and 500 <= kappa < d/2 - 1, ive still underflows (log of 0, a
-RuntimeWarning); seed 003's experiments use small d.
+RuntimeWarning); berger2020's experiments use small d.
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def log_mean_exp_cos(kappa, d):
 
     Notes
     -----
-    MATH.md 4.6; seed 003 Eqs. 6-8 (the angular integral of Theorem 1's proof).
+    docs/math.md 4.6; berger2020 Eqs. 6-8 (the angular integral of Theorem 1's proof).
     """
     d = _d(d)
     k = _checks.array("kappa", kappa, nonneg=True)
@@ -113,7 +113,7 @@ def bessel_ratio(kappa, d):
 
     Notes
     -----
-    MATH.md 4.6 (R_1 = tanh, R_3 = coth(k) - 1/k).
+    docs/math.md 4.6 (R_1 = tanh, R_3 = coth(k) - 1/k).
     """
     d = _d(d)
     k = _checks.array("kappa", kappa, nonneg=True)
@@ -126,7 +126,7 @@ def _common(r, sigma2, d):
 
 
 def objective(rho, r, sigma2, d):
-    """Expected log-likelihood per data point F(rho) (seed 003 Theorem 1).
+    """Expected log-likelihood per data point F(rho) (berger2020 Theorem 1).
 
     Parameters
     ----------
@@ -148,8 +148,8 @@ def objective(rho, r, sigma2, d):
 
     Notes
     -----
-    Seed 003, Theorem 1, Eqs. 4-8 (their Eq. 8 drops the rho-free constants);
-    MATH.md 4.6.
+    berger2020, Theorem 1, Eqs. 4-8 (their Eq. 8 drops the rho-free constants);
+    docs/math.md 4.6.
     """
     r, sigma2, d = _common(r, sigma2, d)
     rho = _checks.array("rho", rho, nonneg=True)
@@ -177,7 +177,7 @@ def gradient(rho, r, sigma2, d):
 
     Notes
     -----
-    MATH.md 4.6; the sign of this derivative is seed 003's Eq. 9.
+    docs/math.md 4.6; the sign of this derivative is berger2020's Eq. 9.
     """
     r, sigma2, d = _common(r, sigma2, d)
     rho = _checks.array("rho", rho, nonneg=True)
@@ -204,7 +204,7 @@ def critical_variance(r, d):
 
     Notes
     -----
-    Seed 003, Theorem 1 (the condition r^2 <= d sigma^2); MATH.md 4.6.
+    berger2020, Theorem 1 (the condition r^2 <= d sigma^2); docs/math.md 4.6.
     """
     r = _checks.scalar("r", r, positive=True)
     return r * r / _d(d)
@@ -222,7 +222,7 @@ def _optimal_radius(r, sigma2, d):
 
 
 def optimal_radius(r, sigma2, d):
-    """Radius rho* maximising F (seed 003 Theorem 1).
+    """Radius rho* maximising F (berger2020 Theorem 1).
 
     Parameters
     ----------
@@ -244,14 +244,14 @@ def optimal_radius(r, sigma2, d):
 
     Notes
     -----
-    MATH.md 4.6.
+    docs/math.md 4.6.
     """
     r, sigma2, d = _common(r, sigma2, d)
     return _optimal_radius(r, sigma2, d)
 
 
 def radius_grid(r_values, sigma2_values, d=2):
-    """Relative optimal radius rho* / r on a grid (seed 003's Fig. 2 heat map for d = 2).
+    """Relative optimal radius rho* / r on a grid (berger2020's Fig. 2 heat map for d = 2).
 
     Parameters
     ----------
@@ -272,8 +272,8 @@ def radius_grid(r_values, sigma2_values, d=2):
 
     Notes
     -----
-    Seed 003, Sec. 3.1 and Fig. 2 (plotted there in terms of r and sigma);
-    MATH.md 4.6.
+    berger2020, Sec. 3.1 and Fig. 2 (plotted there in terms of r and sigma);
+    docs/math.md 4.6.
     """
     rv = _checks.array("r_values", r_values, ndim=1, positive=True)
     sv = _checks.array("sigma2_values", sigma2_values, ndim=1, positive=True)

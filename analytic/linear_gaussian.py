@@ -1,6 +1,6 @@
 """Linear-Gaussian latent-variable models in closed form.
 
-Model (MATH.md 4.1; seed 004 App. C): z ~ N(0, I_K), x = W z + b + e with
+Model (docs/math.md 4.1; yacoby2020 App. C): z ~ N(0, I_K), x = W z + b + e with
 e ~ N(0, Psi) independent of z, W of shape (d, K), b of shape (d,).
 
 ``noise_cov`` (Psi) is accepted in three forms everywhere in this module:
@@ -12,9 +12,9 @@ e ~ N(0, Psi) independent of z, W of shape (d, K), b of shape (d,).
 A singular Psi (noise-free coordinates) is rejected: the posterior precision
 and the mutual information below need Psi^-1.
 
-Also here: seed 004's two pedagogical models (App. C.1 and C.2) and the
+Also here: yacoby2020's two pedagogical models (App. C.1 and C.2) and the
 MLE + posterior-matching decomposition of the VAE objective for a linear
-decoder with its best linear mean-field encoder (MATH.md 4.3; seed 004 Eq. 2).
+decoder with its best linear mean-field encoder (docs/math.md 4.3; yacoby2020 Eq. 2).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ Gaussian.__doc__ = "Moments of a Gaussian: mean and covariance."
 
 PedagogicalModel = namedtuple("PedagogicalModel", ["W", "noise_cov", "mutual_information"])
 PedagogicalModel.__doc__ = (
-    "A seed-004 pedagogical model written as x = W z + e, e ~ N(0, noise_cov), "
+    "A yacoby2020 pedagogical model written as x = W z + e, e ~ N(0, noise_cov), "
     "with its closed-form mutual information I(X; Z) in nats."
 )
 
@@ -46,7 +46,7 @@ VAEObjective.__doc__ = (
     "E_p KL(q*(z|x) || p_theta(z|x)), both in nats per data point."
 )
 
-# Seed 004, Sec. 1 Eq. 3 and App. E item 1 ("LinearJTEx"): sigma2 = 0.01, B = diag(0.006, 0.006).
+# yacoby2020, Sec. 1 Eq. 3 and App. E item 1 ("LinearJTEx"): sigma2 = 0.01, B = diag(0.006, 0.006).
 LINEAR_JTEX_A = np.array([[0.75, 0.25], [1.5, -1.0]])
 LINEAR_JTEX_B = np.array([0.006, 0.006])
 LINEAR_JTEX_SIGMA2 = 0.01
@@ -86,7 +86,7 @@ def marginal(W, b, noise_cov):
 
     Notes
     -----
-    MATH.md 4.1; seed 004 App. C (Eqs. 20-21 for the C.2 model).
+    docs/math.md 4.1; yacoby2020 App. C (Eqs. 20-21 for the C.2 model).
     """
     W = _W(W)
     d = W.shape[0]
@@ -116,7 +116,7 @@ def posterior(W, b, noise_cov, x):
 
     Notes
     -----
-    MATH.md 4.1; seed 004 App. C.2, Eqs. 23-24.
+    docs/math.md 4.1; yacoby2020 App. C.2, Eqs. 23-24.
     """
     W = _W(W)
     d, K = W.shape
@@ -150,7 +150,7 @@ def mutual_information(W, noise_cov):
 
     Notes
     -----
-    MATH.md 4.1; seed 004 App. C.1 Eq. 15 and C.2 Eq. 22 are special cases.
+    docs/math.md 4.1; yacoby2020 App. C.1 Eq. 15 and C.2 Eq. 22 are special cases.
     """
     W = _W(W)
     Psi = _checks.noise_cov("noise_cov", noise_cov, W.shape[0])
@@ -179,7 +179,7 @@ def log_likelihood(x, W, b, noise_cov):
 
     Notes
     -----
-    MATH.md 4.1.
+    docs/math.md 4.1.
     """
     W = _W(W)
     d = W.shape[0]
@@ -193,7 +193,7 @@ def log_likelihood(x, W, b, noise_cov):
 
 
 def pedagogical_c1(theta, sigma2):
-    """Seed 004's first pedagogical model: x = theta z + e, e ~ N(0, sigma2 - theta^2).
+    """yacoby2020's first pedagogical model: x = theta z + e, e ~ N(0, sigma2 - theta^2).
 
     Every admissible theta gives the same marginal p(x) = N(0, sigma2), yet the
     mutual information grows without bound as theta^2 -> sigma2: maximum
@@ -216,7 +216,7 @@ def pedagogical_c1(theta, sigma2):
 
     Notes
     -----
-    Seed 004, Sec. 1 Eq. 5 and App. C.1, Eqs. 10-16; MATH.md 4.1. The posterior
+    yacoby2020, Sec. 1 Eq. 5 and App. C.1, Eqs. 10-16; docs/math.md 4.1. The posterior
     is N(theta x / sigma2, (sigma2 - theta^2) / sigma2) (Eq. 16).
     """
     theta = _checks.scalar("theta", theta)
@@ -262,7 +262,7 @@ def _c2_model(A, B, sigma2):
 
 
 def pedagogical_c2(A, B, sigma2):
-    """Seed 004's second pedagogical model: x = chol(A A^T + B) z + e, e ~ N(0, sigma2 I - B).
+    """yacoby2020's second pedagogical model: x = chol(A A^T + B) z + e, e ~ N(0, sigma2 I - B).
 
     Every admissible diagonal B gives the same marginal p(x) = N(0, A A^T + sigma2 I),
     but different posterior correlations and mutual information; with B fixed
@@ -286,7 +286,7 @@ def pedagogical_c2(A, B, sigma2):
 
     Notes
     -----
-    Seed 004, Sec. 1 Eq. 3 and App. C.2, Eqs. 17-24; MATH.md 4.1. Eq. 22 writes the
+    yacoby2020, Sec. 1 Eq. 3 and App. C.2, Eqs. 17-24; docs/math.md 4.1. Eq. 22 writes the
     sum over i = 1..K; it runs over the d coordinates (K = d here).
     """
     A, B, sigma2 = _c2_inputs(A, B, sigma2)
@@ -306,7 +306,7 @@ def vae_objective(W, noise_cov, data_cov):
 
         -E_p ELBO = KL(p || p_theta) + E_p KL(q || p_theta(z|x)) + H(p),
 
-    and the function returns the first two terms (their sum is seed 004's L).
+    and the function returns the first two terms (their sum is yacoby2020's L).
 
     Parameters
     ----------
@@ -327,10 +327,10 @@ def vae_objective(W, noise_cov, data_cov):
 
     Notes
     -----
-    MATH.md 4.3; seed 004 Eq. 2 (also seed 000 Eq. 3). The posterior covariance
+    docs/math.md 4.3; yacoby2020 Eq. 2 (also yacoby2021 Eq. 3). The posterior covariance
     P^-1 does not depend on x and the posterior mean is linear in x, so a
     linear encoder matches the mean exactly and the best diagonal variance is
-    1 / P_ii (seed 004 App. C.3): the matching term is the same for every x.
+    1 / P_ii (yacoby2020 App. C.3): the matching term is the same for every x.
     """
     W = _W(W)
     d = W.shape[0]
@@ -353,7 +353,7 @@ def c2_objective(A, B, sigma2, data_cov):
     B : array_like, shape (d,) or diagonal (d, d); entries in [0, sigma2)
     sigma2 : float
     data_cov : array_like, shape (d, d)
-        For seed 004's reported numbers use the population covariance of the
+        For yacoby2020's reported numbers use the population covariance of the
         ground truth, A_GT A_GT^T + sigma2 I.
 
     Returns
@@ -363,8 +363,8 @@ def c2_objective(A, B, sigma2, data_cov):
 
     Notes
     -----
-    Seed 004, Sec. 1 (L(theta_GT, phi_GT) = 0.532, L(theta*, phi*) = 0.196) and
-    App. E item 1; MATH.md 4.1 and 4.3.
+    yacoby2020, Sec. 1 (L(theta_GT, phi_GT) = 0.532, L(theta*, phi*) = 0.196) and
+    App. E item 1; docs/math.md 4.1 and 4.3.
     """
     A, B, sigma2 = _c2_inputs(A, B, sigma2)
     W, Psi = _c2_model(A, B, sigma2)

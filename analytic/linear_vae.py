@@ -3,8 +3,8 @@
 Decoder x = W z + mean + e, e ~ N(0, noise_var I_d), z ~ N(0, I_K); linear
 mean-field encoder q(z | x) = N(V (x - mean), diag D). Because everything is
 linear-Gaussian, the expectation in the ELBO is available in closed form.
-Sources: Lucas et al. (2019) and seed 002 (Dai, Wang, Wipf) Sec. 4, as
-restated in MATH.md 4.4; the collapse threshold is seed 002 Proposition 2 in
+Sources: Lucas et al. (2019) and dai2020 (Dai, Wang, Wipf) Sec. 4, as
+restated in docs/math.md 4.4; the collapse threshold is dai2020 Proposition 2 in
 the affine case.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def elbo(X, W, mean, noise_var, V, D):
 
     Notes
     -----
-    MATH.md 4.4.
+    docs/math.md 4.4.
     """
     X = _checks.data_matrix("X", X)
     d = X.shape[1]
@@ -95,7 +95,7 @@ def optimal_encoder(W, noise_var):
 
     Notes
     -----
-    MATH.md 4.4; the variances are seed 004 App. C.3 applied to the posterior
+    docs/math.md 4.4; the variances are yacoby2020 App. C.3 applied to the posterior
     covariance sigma2 M^-1.
     """
     W, noise_var = _W_noise(W, noise_var)
@@ -124,7 +124,7 @@ def elbo_gap(W, noise_var):
 
     Notes
     -----
-    MATH.md 4.4 (ELBO* = PPCA LL - gap).
+    docs/math.md 4.4 (ELBO* = PPCA LL - gap).
     """
     W, noise_var = _W_noise(W, noise_var)
     M = W.T @ W + noise_var * np.eye(W.shape[1])
@@ -150,7 +150,7 @@ def collapse_threshold(X):
 
     Notes
     -----
-    Seed 002, Proposition 2 (affine case) and Sec. 4; MATH.md 4.4.
+    dai2020, Proposition 2 (affine case) and Sec. 4; docs/math.md 4.4.
     """
     X = _checks.data_matrix("X", X)
     _, S = _gauss.ml_covariance(X)

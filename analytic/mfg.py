@@ -1,7 +1,7 @@
 """Best mean-field (diagonal) Gaussian approximation of a full Gaussian.
 
-Source: seed 004 (Yacoby, Pan, Doshi-Velez, "Characterizing and Avoiding
-Problematic Global Optima of VAEs"), Appendix C.3, Eqs. 25-27; MATH.md 4.2.
+Source: yacoby2020 (Yacoby, Pan, Doshi-Velez, "Characterizing and Avoiding
+Problematic Global Optima of VAEs"), Appendix C.3, Eqs. 25-27; docs/math.md 4.2.
 
 For a target p = N(mu, Sigma) and q = N(m, diag v), KL(q || p) separates into a
 term in m, minimised at m = mu, and one independent term per coordinate,
@@ -45,7 +45,7 @@ def best_fit(mean, cov):
 
     Notes
     -----
-    Seed 004, App. C.3, Eq. 27. The variances are the conditional variances
+    yacoby2020, App. C.3, Eq. 27. The variances are the conditional variances
     Var(z_i | z_-i) of the target, never larger than its marginal variances:
     the reverse-KL fit under-covers a correlated target.
     """
@@ -72,7 +72,7 @@ def min_kl(cov):
 
     Notes
     -----
-    MATH.md 4.2; follows from seed 004 App. C.3 by substituting the optimal
+    docs/math.md 4.2; follows from yacoby2020 App. C.3 by substituting the optimal
     variances into the Gaussian KL. Evaluated from a triangular factor of P so
     that each summand is a log1p of a non-negative number.
     """
@@ -100,7 +100,7 @@ def kl_diag(q_mean, q_var, mean, cov):
 
     Notes
     -----
-    Seed 004, App. C.3, Eq. 25 (there with both means zero).
+    yacoby2020, App. C.3, Eq. 25 (there with both means zero).
     """
     q_mean = _checks.array("q_mean", q_mean, ndim=1)
     K = q_mean.shape[0]

@@ -1,4 +1,4 @@
-"""ELBO-optimal observation-noise variance (seed 000, Theorem 2).
+"""ELBO-optimal observation-noise variance (yacoby2021, Theorem 2).
 
 For a Gaussian decoder N(x; f(z), diag s2) with everything else fixed, the
 -ELBO depends on s2_j only through
@@ -27,7 +27,7 @@ def optimal_variance(residual_sq, per_dim=True):
         E_q[(x_n - f(z))^2] for an exact answer.
     per_dim : bool
         True: one variance per output coordinate (a learned constant vector);
-        False: one shared scalar (seed 003's LS-VAE).
+        False: one shared scalar (berger2020's LS-VAE).
 
     Returns
     -------
@@ -38,8 +38,8 @@ def optimal_variance(residual_sq, per_dim=True):
 
     Notes
     -----
-    Seed 000 (Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs"), Theorem 2,
-    Eq. 7; MATH.md 4.5; also seed 002 Eq. 9 for the scalar case.
+    yacoby2021 (Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs"), Theorem 2,
+    Eq. 7; docs/math.md 4.5; also dai2020 Eq. 9 for the scalar case.
     """
     r = _checks.array("residual_sq", residual_sq, ndim=(2, 3), nonneg=True)
     per_dim = _checks.boolean("per_dim", per_dim)

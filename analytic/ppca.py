@@ -2,7 +2,7 @@
 
 Model: z ~ N(0, I_k), x = W z + mean + e, e ~ N(0, noise_var I_d), so
 p(x) = N(mean, W W^T + noise_var I). Sources: Tipping and Bishop (1999), as
-restated in MATH.md 4.4; seed 002 (Dai, Wang, Wipf) Sec. 4 for the fixed-noise
+restated in docs/math.md 4.4; dai2020 (Dai, Wang, Wipf) Sec. 4 for the fixed-noise
 pruning ("category (ii)" collapse) and Proposition 2's affine case.
 
 Throughout, S is the maximum-likelihood (divisor N) sample covariance with
@@ -71,9 +71,9 @@ def fit(X, k, noise_var=None):
 
     Notes
     -----
-    MATH.md 4.4. With the noise fixed, a column whose eigenvalue satisfies
+    docs/math.md 4.4. With the noise fixed, a column whose eigenvalue satisfies
     l_j <= noise_var is exactly zero: that latent dimension is pruned and its
-    posterior equals the prior (seed 002, Sec. 4, category (ii) collapse). With
+    posterior equals the prior (dai2020, Sec. 4, category (ii) collapse). With
     the noise learned, l_j >= l_k >= noise_var for j <= k, so no column is
     pruned unless eigenvalues tie.
     """
@@ -117,7 +117,7 @@ def log_likelihood(X, W, mean, noise_var):
 
     Notes
     -----
-    MATH.md 4.4 (at the learned-noise optimum this equals
+    docs/math.md 4.4 (at the learned-noise optimum this equals
     ``-0.5 [d log 2 pi + sum_{j<=k} log l_j + (d - k) log noise_var + d]``).
     """
     X = _checks.data_matrix("X", X)
@@ -138,7 +138,7 @@ def active_dims(eigenvalues, noise_var):
     eigenvalues : array_like, shape (d,)
         Non-negative eigenvalues of the data covariance (any order).
     noise_var : float
-        Positive fixed noise variance (seed 002's gamma).
+        Positive fixed noise variance (dai2020's gamma).
 
     Returns
     -------
@@ -149,7 +149,7 @@ def active_dims(eigenvalues, noise_var):
 
     Notes
     -----
-    MATH.md 4.4; seed 002 Sec. 4 (dimensions whose singular value falls below
+    docs/math.md 4.4; dai2020 Sec. 4 (dimensions whose singular value falls below
     gamma are pruned at the global optimum).
     """
     lam = _checks.array("eigenvalues", eigenvalues, ndim=1, nonneg=True)

@@ -1,11 +1,11 @@
-"""Seed 002's soft-threshold decoder: exact energy, collapsed point, escape path.
+"""dai2020's soft-threshold decoder: exact energy, collapsed point, escape path.
 
 Decoder mean pi_a(W z) + b with the soft threshold
 pi_a(u) = sign(u) max(|u| - a, 0) applied per coordinate; a = 0 is the affine
 (PPCA) model. Non-amortised encoder q_i = N(mu_i, diag s_i^2), one per point.
-Source: seed 002 (Dai, Wang, Wipf, "The Usual Suspects?"), Sec. 4, Eq. 5 and
-Proposition 1; MATH.md 4.7, whose conventions are used here: ``s`` holds
-standard deviations (the only std-valued quantity in the package; seed 002 calls
+Source: dai2020 (Dai, Wang, Wipf, "The Usual Suspects?"), Sec. 4, Eq. 5 and
+Proposition 1; docs/math.md 4.7, whose conventions are used here: ``s`` holds
+standard deviations (the only std-valued quantity in the package; dai2020 calls
 it sigma_z), ``gamma`` is the decoder variance.
 
 Each output coordinate u_ij = w_j . z is Gaussian under q_i, with mean
@@ -26,7 +26,7 @@ __all__ = ["soft_threshold", "moments", "energy", "collapsed_point", "reconstruc
 
 CollapsedPoint = namedtuple("CollapsedPoint", ["W", "b", "gamma", "mu", "s", "energy"])
 CollapsedPoint.__doc__ = (
-    "Parameters of seed 002's collapsed stationary point: W (d, K) = 0, b (d,) = xbar, "
+    "Parameters of dai2020's collapsed stationary point: W (d, K) = 0, b (d,) = xbar, "
     "gamma = mean squared deviation, mu (N, K) = 0, s (N, K) = 1, and its energy."
 )
 
@@ -52,7 +52,7 @@ def soft_threshold(u, alpha):
 
     Notes
     -----
-    Seed 002, Eq. 4; MATH.md 4.7.
+    dai2020, Eq. 4; docs/math.md 4.7.
     """
     u = _checks.array("u", u)
     alpha = _checks.scalar("alpha", alpha, nonneg=True)
@@ -100,7 +100,7 @@ def moments(mean, std, alpha):
 
     Notes
     -----
-    MATH.md 4.7 (the truncated-Gaussian moments behind seed 002 Eq. 5).
+    docs/math.md 4.7 (the truncated-Gaussian moments behind dai2020 Eq. 5).
     """
     m = _checks.array("mean", mean)
     s = _checks.array("std", std, nonneg=True)
@@ -142,7 +142,7 @@ def _energy_inputs(X, W, b, gamma, mu, s, alpha):
 
 
 def energy(X, W, b, gamma, mu, s, alpha):
-    """Exact VAE energy of seed 002 Eq. 5 (summed over points).
+    """Exact VAE energy of dai2020 Eq. 5 (summed over points).
 
     Parameters
     ----------
@@ -167,11 +167,11 @@ def energy(X, W, b, gamma, mu, s, alpha):
         E = sum_i { (1/gamma) E_q ||x_i - pi_a(W z) - b||^2 + d log gamma
         + ||s_i||^2 - sum_k log s_ik^2 + ||mu_i||^2 },
         which is 2 (-ELBO) minus the constant N (d log 2 pi - K) summed over
-        points (seed 002 drops the factor 1/2 and the constants).
+        points (dai2020 drops the factor 1/2 and the constants).
 
     Notes
     -----
-    Seed 002, Eq. 5; MATH.md 4.7. The expectation is exact: coordinate j of
+    dai2020, Eq. 5; docs/math.md 4.7. The expectation is exact: coordinate j of
     W z is N(w_j . mu_i, sum_k W_jk^2 s_ik^2) under q_i, and
     E (r - pi)^2 = r^2 - 2 r E pi + E pi^2 (see :func:`moments`).
     """
@@ -179,7 +179,7 @@ def energy(X, W, b, gamma, mu, s, alpha):
 
 
 def collapsed_point(X, latent_dim):
-    """Seed 002 Proposition 1's collapsed point and its energy.
+    """dai2020 Proposition 1's collapsed point and its energy.
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def collapsed_point(X, latent_dim):
 
     Notes
     -----
-    Seed 002, Proposition 1, Eq. 6; MATH.md 4.7. It is a stationary point for
+    dai2020, Proposition 1, Eq. 6; docs/math.md 4.7. It is a stationary point for
     every alpha >= 0; for alpha > 0 a local minimum for any data, for alpha = 0
     a saddle whenever the largest eigenvalue of the ML covariance exceeds
     gammabar (non-isotropic data).
@@ -253,8 +253,8 @@ def reconstruction_path(t, alpha, gamma, c, d=2, latent_dim=1):
 
     Notes
     -----
-    Seed 002, Proposition 1 (the "global minimum that perfectly reconstructs the
-    training data"); MATH.md 4.7.
+    dai2020, Proposition 1 (the "global minimum that perfectly reconstructs the
+    training data"); docs/math.md 4.7.
     """
     t = _checks.array("t", t, ndim=1)
     if t.size < 1 or np.any(t == 0):

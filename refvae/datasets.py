@@ -4,13 +4,13 @@ Every generator has the signature ``generator(n, seed, **options) -> Dataset``: 
 ``seed`` an int or a ``numpy.random.Generator`` (``refvae.backend.make_rng``); the same seed
 gives bitwise the same data. Each data set carries its data-generating model as a
 ``GroundTruth``, so that log p(x) and p(z | x) are exact: closed form for the linear-Gaussian
-sets (MATH.md 4.1), quadrature for the 1-D-latent ones (``refvae.metrics.quadrature``).
+sets (docs/math.md 4.1), quadrature for the 1-D-latent ones (``refvae.metrics.quadrature``).
 
-Definitions follow MATH.md 4.1 (seed 004, exact constants) and MATH.md 5 (seeds 000, 002,
+Definitions follow docs/math.md 4.1 (yacoby2020, exact constants) and docs/math.md 5 (yacoby2021, dai2020,
 003, whose appendices are lost: these are our definitions, each choice documented in the
 generator's docstring). Every latent is standard normal, z ~ N(0, I_K); observation noise is
 Gaussian and diagonal with Var[x_j | z] = ``noise_var`` (a variance, never a standard
-deviation; MATH.md 0). Default noise variance 0.01 unless MATH.md or a paper says otherwise.
+deviation; docs/math.md 0). Default noise variance 0.01 unless docs/math.md or a paper says otherwise.
 
 >>> from refvae import datasets
 >>> ds = datasets.load("figure8", n=500, seed=0)
@@ -83,7 +83,7 @@ class GroundTruth:
         z (..., K) -> Var[x | z] (..., d), for heteroscedastic models (``three_noise``).
     W, b, noise_cov : ndarray (d, K), (d,), (d, d) or None
         Set exactly for linear-Gaussian models x = W z + b + e, e ~ N(0, noise_cov), whose
-        marginal N(b, W W^T + noise_cov) and posterior are closed form (MATH.md 4.1).
+        marginal N(b, W W^T + noise_cov) and posterior are closed form (docs/math.md 4.1).
     class_probs : ndarray (C,) or None
         p(y) for class-conditional models (``discrete_semicircle``); None otherwise.
     breakpoints : tuple of float
@@ -286,7 +286,7 @@ def _polar(angle, radius=1.0):
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
 
 
-# =========================================================================== seed 004
+# =========================================================================== yacoby2020
 
 A_GT = ((0.75, 0.25), (1.5, -1.0))
 B_JTEX = (0.006, 0.006)
@@ -295,7 +295,7 @@ MOBIUS_COEFFS = (1.0 + 0.0j, 1.0 + 4.0j, 1.0 + 0.0j, 7.0 + 4.0j)
 
 
 def pedagogical_c1(n, seed, *, theta=0.05, sigma2=DEFAULT_SIGMA2):
-    """Seed 004 App. C.1 (MATH.md 4.1): x = theta z + e, e ~ N(0, sigma2 - theta^2); K = d = 1.
+    """yacoby2020 App. C.1 (docs/math.md 4.1): x = theta z + e, e ~ N(0, sigma2 - theta^2); K = d = 1.
 
     p(x) = N(0, sigma2) for every theta with theta^2 <= sigma2 (the seed's "theta in
     [0, sigma^2]" means that), while I(X; Z) = 0.5 log(sigma2 / (sigma2 - theta^2)) grows
@@ -350,7 +350,7 @@ def _c2_constants(A, B, sigma2):
 
 
 def pedagogical_c2(n, seed, *, A=A_GT, B=B_JTEX, sigma2=DEFAULT_SIGMA2):
-    """Seed 004 App. C.2 (MATH.md 4.1): x = chol(A A^T + B) z + e, e ~ N(0, sigma2 I - B).
+    """yacoby2020 App. C.2 (docs/math.md 4.1): x = chol(A A^T + B) z + e, e ~ N(0, sigma2 I - B).
 
     B is diagonal with entries in [0, sigma2]; p(x) = N(0, A A^T + sigma2 I) for every B,
     while the posterior correlation and I(X; Z) depend on B. Defaults are LinearJTEx's
@@ -376,10 +376,10 @@ def pedagogical_c2(n, seed, *, A=A_GT, B=B_JTEX, sigma2=DEFAULT_SIGMA2):
 
 
 def linear_jtex(n, seed):
-    """Seed 004 LinearJTEx (App. E; MATH.md 4.1): C.2 with sigma2 = 0.01, B = diag(0.006, 0.006), A = A_GT.
+    """yacoby2020 LinearJTEx (App. E; docs/math.md 4.1): C.2 with sigma2 = 0.01, B = diag(0.006, 0.006), A = A_GT.
 
     The ground-truth posteriors are correlated Gaussians, so a mean-field VAE prefers a
-    model that fits p(x) worse (seed 004 reports L = 0.532 at the truth, 0.196 learned).
+    model that fits p(x) worse (yacoby2020 reports L = 0.532 at the truth, 0.196 learned).
 
     Returns
     -------
@@ -396,7 +396,7 @@ def _cubic_mean(z, L):
 
 
 def cubic_jtex(n, seed):
-    """Seed 004 CubicJTEx (App. E; MATH.md 4.1): x = (chol(A A^T + B) z)^3 + e, cube elementwise.
+    """yacoby2020 CubicJTEx (App. E; docs/math.md 4.1): x = (chol(A A^T + B) z)^3 + e, cube elementwise.
 
     LinearJTEx's constants (sigma2 = 0.01, B = diag(0.006, 0.006), A = A_GT); noise
     e ~ N(0, sigma2 I - B). K = d = 2.
@@ -414,7 +414,7 @@ def cubic_jtex(n, seed):
 
 
 def gaussian(n, seed):
-    """Seed 004 "Gaussian" (App. E; MATH.md 4.1): x = A^T z + e, e ~ N(0, 1e-6 I), K = 2, d = 4.
+    """yacoby2020 "Gaussian" (App. E; docs/math.md 4.1): x = A^T z + e, e ~ N(0, 1e-6 I), K = 2, d = 4.
 
     A = [[-0.7074, 0.0995, 0.0286, 0.1240], [0.7074, 0.9948, -0.9995, 0.9920]] (unit columns).
     The posterior is nearly degenerate (std ~ 1e-3): use the closed forms, not a z grid.
@@ -436,7 +436,7 @@ def _mobius_mean(z, a, b, c, d):
 
 
 def mobius(n, seed):
-    """Seed 004 Mobius (App. E; MATH.md 4.1): x = (Re m, Im m) + e, e ~ N(0, 1e-5 I).
+    """yacoby2020 Mobius (App. E; docs/math.md 4.1): x = (Re m, Im m) + e, e ~ N(0, 1e-5 I).
 
     m(w) = (a w + b) / (c w + d) in complex arithmetic on w = z1 + i z2, a = 1, b = 1 + 4i,
     c = 1, d = 7 + 4i; K = d = 2. The seed trains a network to imitate m and generates from
@@ -454,7 +454,7 @@ def mobius(n, seed):
     return _from_truth("mobius", n, seed, truth, {})
 
 
-# =========================================================================== seed 000
+# =========================================================================== yacoby2021
 
 def _figure8_mean(z):
     u = math.pi * (0.6 + 1.8 * ndtr(z[..., 0]))
@@ -464,7 +464,7 @@ def _figure8_mean(z):
 
 
 def figure8(n, seed, *, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's Figure-8 (Sec. 4, App. F.1 lost; MATH.md 5): a lemniscate, K = 1, d = 2.
+    """yacoby2021's Figure-8 (Sec. 4, App. F.1 lost; docs/math.md 5): a lemniscate, K = 1, d = 2.
 
     u = pi (0.6 + 1.8 Phi(z)), f(z) = [cos u, sin u cos u] / (1 + sin^2 u). z = 0 crosses the
     origin (u = 3 pi / 2) and both tails z -> -infinity, +infinity end at (-0.16, -0.15) and
@@ -474,14 +474,14 @@ def figure8(n, seed, *, sigma2=DEFAULT_SIGMA2):
     ``refvae.metrics.quadrature.posterior_modes`` (5% excess mass): ~45% of the points within
     0.25 of the crossing (13% of the data) have a multimodal posterior, against ~4.5% of all
     Circle points. (Were the tails to end at the crossing, u in (pi/2, 5 pi/2), that share
-    would be ~97%; we keep MATH.md's curve.)
+    would be ~97%; we keep docs/math.md's curve.)
 
     Parameters
     ----------
     n : int >= 1
     seed : int or numpy.random.Generator
     sigma2 : float > 0
-        Observation noise variance (seed 000: 0.01).
+        Observation noise variance (yacoby2021: 0.01).
 
     Returns
     -------
@@ -498,7 +498,7 @@ def _circle_mean(z):
 
 
 def circle(n, seed, *, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's Circle (App. F.2 lost; MATH.md 5): f(z) = [cos 2 pi Phi(z), sin 2 pi Phi(z)].
+    """yacoby2021's Circle (App. F.2 lost; docs/math.md 5): f(z) = [cos 2 pi Phi(z), sin 2 pi Phi(z)].
 
     The angle is uniform on [0, 2 pi), so x is spread evenly around the unit circle; both
     tails z -> -+infinity land at (1, 0), where posteriors are multimodal, which concerns
@@ -535,7 +535,7 @@ def _abs_monotone_mean(z):
 
 
 def absolute_value(n, seed, *, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's Absolute-Value (Sec. 4, App. F.3 lost; MATH.md 5): f(z) = [|z|, |z|], K = 1, d = 2.
+    """yacoby2021's Absolute-Value (Sec. 4, App. F.3 lost; docs/math.md 5): f(z) = [|z|, |z|], K = 1, d = 2.
 
     z and -z give the same x, so the true posteriors are bimodal nearly everywhere
     (condition (1) of Theorem 1), yet the monotone reparameterisation
@@ -560,7 +560,7 @@ def absolute_value(n, seed, *, sigma2=DEFAULT_SIGMA2):
 def _staircase(z, num_clusters, steepness):
     """theta(z) = (2 pi / C) (1 + sum_{k=1}^{C-1} sigmoid(s (z - Phi^-1(k / C)))), shape z.shape[:-1].
 
-    The k = 0 term of MATH.md 5's sum is sigmoid(+infinity) = 1. Steps at the C-quantiles
+    The k = 0 term of docs/math.md 5's sum is sigmoid(+infinity) = 1. Steps at the C-quantiles
     give C equal-mass plateaus at angles 2 pi j / C, j = 1..C.
     """
     cuts = ndtri(np.arange(1, num_clusters) / num_clusters)
@@ -594,13 +594,13 @@ def _staircase_set(name, mean_fn, n, seed, num_clusters, steepness, sigma2):
 
 
 def clusters(n, seed, *, num_clusters=4, steepness=50.0, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's Clusters (App. F lost; MATH.md 5): C equal-mass clusters on the unit circle.
+    """yacoby2021's Clusters (App. F lost; docs/math.md 5): C equal-mass clusters on the unit circle.
 
     theta(z) is a smooth staircase (``_staircase``) with C plateaus at angles 2 pi j / C and
     logistic steps of steepness s at the C-quantiles of N(0, 1); f(z) = [cos theta, sin theta].
     Posteriors are wide and flat within a plateau (far from Gaussian); points on the thin
-    bridges between clusters have multimodal ones. Defaults C = 4, sigma2 = 0.01 (MATH.md 5)
-    and s = 50, not MATH.md's "s ~ 10": the logistic's tails are long, and with s = 10 the
+    bridges between clusters have multimodal ones. Defaults C = 4, sigma2 = 0.01 (docs/math.md 5)
+    and s = 50, not docs/math.md's "s ~ 10": the logistic's tails are long, and with s = 10 the
     steps fill most of the z range (62% of the noise-free means lie more than half a noise
     std from every centre: a ring with bumps, not clusters); with s = 50 that share is 14%
     and 92% of the data lie within 3 noise stds of a centre. Steeper steps need a finer
@@ -622,12 +622,12 @@ def clusters(n, seed, *, num_clusters=4, steepness=50.0, sigma2=DEFAULT_SIGMA2):
 
 
 def spiral_dots(n, seed, *, num_clusters=8, steepness=50.0, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's Spiral Dots (Sec. 4, App. F.5 lost; MATH.md 5): C dots along a spiral.
+    """yacoby2021's Spiral Dots (Sec. 4, App. F.5 lost; docs/math.md 5): C dots along a spiral.
 
     The Clusters staircase theta(z) (s = 50, see ``clusters``) with radius
     0.3 + theta / (2 pi): dot j sits at angle 2 pi j / C and radius 0.3 + j / C (0.425 to 1.3
-    for C = 8; neighbouring dots >= 3.3 noise stds apart). Seed 000 runs its Theorem 2
-    (noise-variance bias) experiment here, with sigma2 = 0.01 (MATH.md 4.5).
+    for C = 8; neighbouring dots >= 3.3 noise stds apart). yacoby2021 runs its Theorem 2
+    (noise-variance bias) experiment here, with sigma2 = 0.01 (docs/math.md 4.5).
 
     Returns
     -------
@@ -644,7 +644,7 @@ def _semicircle_mean(z, y, exponents):
 
 
 def discrete_semicircle(n, seed, *, labelled_fraction=0.1, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's Discrete Semi-Circle (Sec. 5.2, App. G.1 lost; MATH.md 5), for M2 (MATH.md 2.2).
+    """yacoby2021's Discrete Semi-Circle (Sec. 5.2, App. G.1 lost; docs/math.md 5), for M2 (docs/math.md 2.2).
 
     y ~ Bernoulli(0.5), z ~ N(0, 1), angle = pi Phi(z)^(c_y), c_0 = 1/3, c_1 = 3,
     x = [cos angle, sin angle] + e: both classes lie on the same upper unit semicircle with
@@ -655,7 +655,7 @@ def discrete_semicircle(n, seed, *, labelled_fraction=0.1, sigma2=DEFAULT_SIGMA2
     Parameters
     ----------
     labelled_fraction : float in [0, 1]
-        Default 0.1 (seed 000's 10%).
+        Default 0.1 (yacoby2021's 10%).
     sigma2 : float > 0
 
     Returns
@@ -689,14 +689,14 @@ def _embedded_mean(z, base, data_dim):
 
 
 def compression(n, seed, *, data_dim=2, sigma2=DEFAULT_SIGMA2):
-    """Seed 000's compression example (Sec. 5.1, App. D.3 lost): a K = 1 truth the ELBO
+    """yacoby2021's compression example (Sec. 5.1, App. D.3 lost): a K = 1 truth the ELBO
     under-compresses.
 
-    Seed 000 shows data with a K = 1 ground truth on which the ELBO prefers K > 1 with
+    yacoby2021 shows data with a K = 1 ground truth on which the ELBO prefers K > 1 with
     less informative codes (the extra latents model the noise, and posteriors become simple).
     Our definition: the Figure-8 curve (whose K = 1 posteriors are multimodal near the
     crossing, the source of that preference) in the plane of the first two coordinates of
-    R^d, the other d - 2 coordinates pure noise. With d = 2 (default; all of seed 000's
+    R^d, the other d - 2 coordinates pure noise. With d = 2 (default; all of yacoby2021's
     synthetic sets are 2-D) a K = 2 model can cover the plane with simple posteriors; d > 2
     lets one compare K = 1, 2 and d with K = 2 still a compression.
 
@@ -718,7 +718,7 @@ def compression(n, seed, *, data_dim=2, sigma2=DEFAULT_SIGMA2):
     return _from_truth("compression", n, seed, truth, dict(data_dim=data_dim, sigma2=sigma2))
 
 
-# =========================================================================== seed 003
+# =========================================================================== berger2020
 
 T_MAX = 3.0
 
@@ -752,7 +752,7 @@ def _three_noise_var(z, noise_vars):
 
 
 def three_noise(n, seed, *, noise_vars=(0.01, 0.0004, 0.09)):
-    """Seed 003's artificial problem (Sec. 4, Fig. 3): a 1-D manifold in R^2 with three noise regions.
+    """berger2020's artificial problem (Sec. 4, Fig. 3): a 1-D manifold in R^2 with three noise regions.
 
     t ~ U(0, 3), x = c(t) + e, c(t) = (t - 1.5, sin(pi t)), e ~ N(0, v_r I) with
     r = 0, 1, 2 on t in [0, 1), [1, 2), [2, 3] and (v_0, v_1, v_2) moderate / small / large.
@@ -795,11 +795,11 @@ def _sphere_mean(z, radius):
 
 
 def hypersphere(n, seed, *, radius=1.0, data_dim=3):
-    """Seed 003's Theorem 1 data (MATH.md 4.6): uniform on the sphere of radius r in R^d, no noise.
+    """berger2020's Theorem 1 data (docs/math.md 4.6): uniform on the sphere of radius r in R^d, no noise.
 
     x = r z / ||z||, z ~ N(0, I_d): the direction of a standard normal vector is uniform on
     the sphere (its norm is discarded, so K = d here only to write the sampler as a decoder).
-    A fixed-variance VAE collapses to the centre when r^2 <= d sigma2 (MATH.md 4.6).
+    A fixed-variance VAE collapses to the centre when r^2 <= d sigma2 (docs/math.md 4.6).
 
     Parameters
     ----------
@@ -820,10 +820,10 @@ def hypersphere(n, seed, *, radius=1.0, data_dim=3):
     return _from_truth("hypersphere", n, seed, truth, dict(radius=radius, data_dim=data_dim))
 
 
-# =========================================================================== seed 002
+# =========================================================================== dai2020
 
 def soft_threshold_axis(n, seed, *, data_dim=2, scale=1.0):
-    """Seed 002 Proposition 1's data (MATH.md 4.7): x_i = t_i e_1 in R^d, t_i != 0, no noise.
+    """dai2020 Proposition 1's data (docs/math.md 4.7): x_i = t_i e_1 in R^d, t_i != 0, no noise.
 
     Points on one axis admit a perfect-reconstruction path for the soft-threshold decoder
     (energy -> -infinity as gamma -> 0) next to its collapsed local minimum. t_i = scale z_i,
@@ -864,15 +864,15 @@ def random_rotation(dim, seed):
 
 
 def gaussian_spectrum(n, seed, *, eigs=(3.0, 1.5, 0.5, 0.1, 0.02), rotation_seed=0):
-    """Gaussian data with a chosen covariance spectrum (seed 002 Sec. 3-4; MATH.md 4.4).
+    """Gaussian data with a chosen covariance spectrum (dai2020 Sec. 3-4; docs/math.md 4.4).
 
     x ~ N(0, U diag(eigs) U^T), U a Haar-random rotation drawn from ``rotation_seed``
     (kept apart from ``seed``, so that samples with different seeds share one
     population). Written as a linear model with K = d: x = U diag(sqrt(eigs)) z, no noise;
-    PPCA / linear-VAE optima (MATH.md 4.4) read the spectrum from ``truth.constants``.
+    PPCA / linear-VAE optima (docs/math.md 4.4) read the spectrum from ``truth.constants``.
     Default d = 5, eigs = (3, 1.5, 0.5, 0.1, 0.02): all above the default noise 0.01, so a
     fixed-gamma linear VAE with gamma = 0.01 keeps every direction while gamma = 0.2 prunes
-    the last two (a column is zero iff l_j <= gamma, MATH.md 4.4); choose ``eigs`` around the
+    the last two (a column is zero iff l_j <= gamma, docs/math.md 4.4); choose ``eigs`` around the
     gamma of interest.
 
     Parameters

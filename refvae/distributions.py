@@ -1,6 +1,6 @@
 """The diagonal Gaussian, once: reparameterisation, KL to the prior, log-density.
 
-Conventions (MATH.md 0-1): ``logvar`` is always a log-*variance*; the standard deviation is
+Conventions (docs/math.md 0-1): ``logvar`` is always a log-*variance*; the standard deviation is
 ``exp(logvar / 2)``. Every function here is used by every objective, so that a sampler and a
 KL can never disagree about what ``logvar`` means.
 """
@@ -14,7 +14,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def reparameterize(mu, logvar, eps):
-    """Draw z = mu + exp(logvar / 2) * eps (MATH.md 1).
+    """Draw z = mu + exp(logvar / 2) * eps (docs/math.md 1).
 
     Parameters
     ----------
@@ -43,7 +43,7 @@ def reparameterize_backward(dz, std, eps, mu_shape, logvar_shape):
 
 
 def kl_std_normal(mu, logvar):
-    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row, with its gradient (MATH.md 1).
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per row, with its gradient (docs/math.md 1).
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ def kl_sample(z, eps, logvar):
     With z = mu + exp(logvar / 2) * eps, log q(z|x) = log N(eps; 0, I) - sum_k logvar_k / 2, so the
     estimate is 0.5 * sum_k (z_k^2 - eps_k^2 - logvar_k). Its mean over eps is ``kl_std_normal``;
     it is the KL term of the Monte Carlo ELBO, and -kl_sample is IWAE's log p(z) - log q(z|x)
-    (MATH.md 2.1).
+    (docs/math.md 2.1).
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
-"""The non-amortised encoder: free per-point moments (mu_n, logvar_n) as parameters (MATH.md 2.5).
+"""The non-amortised encoder: free per-point moments (mu_n, logvar_n) as parameters (docs/math.md 2.5).
 
-Seed 002's energy (Eq. 5) treats each data point's variational moments as free parameters
-instead of outputs of a network; seed 004 (App. D) gets its reference posteriors by fixing
+dai2020's energy (Eq. 5) treats each data point's variational moments as free parameters
+instead of outputs of a network; yacoby2020 (App. D) gets its reference posteriors by fixing
 the likelihood at the ground truth and minimising its objective over the encoder only.
 
 Design. ``GaussianVAE`` calls ``encoder.forward(enc_params, x)`` with the data alone, so a
@@ -24,7 +24,7 @@ A zero gradient is not a zero update for optimisers with momentum: Adam keeps mo
 rows of earlier batches with their decaying moments (as any dense Adam does). Full-batch
 training, or SGD without momentum, updates only the rows in the batch.
 
-``fit_encoder`` fits the encoder alone against a frozen decoder (seed 004's reference
+``fit_encoder`` fits the encoder alone against a frozen decoder (yacoby2020's reference
 posteriors) with ``refvae.train.fit(..., only=("enc.",))``.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = ["PerPointEncoder", "PerPointVAE", "with_index", "fit_encoder"]
 
 
 class PerPointEncoder(Layer):
-    """Free variational moments per data point, as a layer (MATH.md 2.5).
+    """Free variational moments per data point, as a layer (docs/math.md 2.5).
 
     Parameters
     ----------
@@ -120,7 +120,7 @@ def _scatter_add(xp, table, idx, rows):
 
 
 class PerPointVAE:
-    """A ``GaussianVAE`` with a ``PerPointEncoder``, trainable on minibatches (MATH.md 2.5).
+    """A ``GaussianVAE`` with a ``PerPointEncoder``, trainable on minibatches (docs/math.md 2.5).
 
     Same contract as ``GaussianVAE`` (``init``, ``noise_shape``, ``encode``, ``decode``,
     ``value_and_grad``), except that its data are the rows of ``with_index(x)``, shape
@@ -215,9 +215,9 @@ def fit_encoder(model, params, x, *, steps, seed, batch_size=None, optimizer=Non
                 **fit_kwargs):
     """Fit the encoder alone against a frozen decoder: ``refvae.train.fit(..., only=("enc.",))``.
 
-    Seed 004's reference posteriors (App. D: the likelihood fixed at the ground truth,
+    yacoby2020's reference posteriors (App. D: the likelihood fixed at the ground truth,
     -ELBO minimised over phi only); with a ``PerPointVAE`` this is the best fit of each
-    point's mean-field Gaussian to that point's exact posterior (MATH.md 2.5, 4.2).
+    point's mean-field Gaussian to that point's exact posterior (docs/math.md 2.5, 4.2).
 
     Parameters
     ----------

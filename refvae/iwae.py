@@ -1,4 +1,4 @@
-"""The importance-weighted autoencoder bound (Burda et al. 2016; MATH.md 2.1).
+"""The importance-weighted autoencoder bound (Burda et al. 2016; docs/math.md 2.1).
 
 With S reparameterised samples z_s = mu + exp(lv / 2) * eps_s from q(z|x),
 
@@ -28,7 +28,7 @@ from .objectives import GaussianVAE, _prefixed, _restart_shape, _template
 
 
 class IWAE:
-    """Importance-weighted bound L_S on a ``GaussianVAE``'s networks (MATH.md 2.1).
+    """Importance-weighted bound L_S on a ``GaussianVAE``'s networks (docs/math.md 2.1).
 
     Parameters
     ----------

@@ -80,13 +80,13 @@ class Linear(Layer):
 
 
 class CholeskyLinear(Layer):
-    """Seed 004's C.2 / LinearJTEx decoder mean: z -> L z with L = chol(A A^T + diag B) (lower).
+    """yacoby2020's C.2 / LinearJTEx decoder mean: z -> L z with L = chol(A A^T + diag B) (lower).
 
-    MATH.md 4.1, seed 004 Eq. 3 and App. C.2. The learned parameter is A; B is a fixed
+    docs/math.md 4.1, yacoby2020 Eq. 3 and App. C.2. The learned parameter is A; B is a fixed
     non-negative diagonal. With observation noise N(0, sigma2 I - diag B) the model's
     marginal is N(0, A A^T + sigma2 I). The triangular factor pins the rotation of the latent
     space: a free matrix W could be rotated (W -> W R) until the posterior is diagonal at no
-    cost in p(x), and the trade-off seed 004 describes would vanish.
+    cost in p(x), and the trade-off yacoby2020 describes would vanish.
 
     Parameters
     ----------
@@ -139,7 +139,7 @@ class CholeskyLinear(Layer):
 
 
 class Shift(Layer):
-    """y = x + b: an output offset after a nonlinearity (seed 002's decoder pi_a(W z) + b).
+    """y = x + b: an output offset after a nonlinearity (dai2020's decoder pi_a(W z) + b).
 
     Params ``{"b": (n,) or (R, n)}`` (zero at init); input (..., B, n).
     """
@@ -232,7 +232,7 @@ class Softplus(Elementwise):
 
 
 class SoftThreshold(Elementwise):
-    """pi_alpha(u) = sign(u) max(|u| - alpha, 0) (seed 002 Prop. 1, MATH.md 4.7); alpha = 0 is the identity."""
+    """pi_alpha(u) = sign(u) max(|u| - alpha, 0) (dai2020 Prop. 1, docs/math.md 4.7); alpha = 0 is the identity."""
 
     def __init__(self, alpha):
         self.alpha = _checks.scalar("alpha", alpha, nonneg=True)
@@ -249,7 +249,7 @@ class SoftThreshold(Elementwise):
 
 
 class Cube(Elementwise):
-    """u -> u^3 (seed 004's CubicJTEx decoder)."""
+    """u -> u^3 (yacoby2020's CubicJTEx decoder)."""
 
     def f(self, x):
         return x * x * x

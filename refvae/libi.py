@@ -1,4 +1,4 @@
-"""LiBI: Likelihood Before Inference (seed 004 Sec. 2 and App. D; MATH.md 2.4).
+"""LiBI: Likelihood Before Inference (yacoby2020 Sec. 2 and App. D; docs/math.md 2.4).
 
 Repeat R times and keep the best repetition by held-out log-likelihood:
 
@@ -17,12 +17,12 @@ Parameters. One flat dict holds all three networks, so theta carries over betwee
 
 - ``"dec.*"`` theta, the GaussianVAE's decoder (and ``"dec.obs_logvar"`` for a learned noise);
 - ``"enc.*"`` phi, the GaussianVAE's inference network (2K outputs: mean, log-variance);
-- ``"code.*"`` varphi, h. It has the *architecture of the encoder* (seed 004 App. E: "we used
+- ``"code.*"`` varphi, h. It has the *architecture of the encoder* (yacoby2020 App. E: "we used
   the same architecture as the inference model") and h(x) is its first K outputs (its mean
   head); the last K outputs are unused and get zero gradient. With identical shapes, step 3
   is a plain copy ``code.k <- enc.k``, and h starts from exactly phi's mean network.
 
-Safe exponentials. exp(u) overflows float64 for u > 709 and seed 004's grid reaches
+Safe exponentials. exp(u) overflows float64 for u > 709 and yacoby2020's grid reaches
 u = HZ / 0.001 ~ 1e3 for an ordinary sample. Each penalty is evaluated as
 
     pen(u) = exp(u)                           for u <= c,
@@ -50,10 +50,10 @@ from .optim import Adam
 from .train import fit
 
 __all__ = ["LiBIStep1", "LiBIResult", "safe_exp", "init_libi", "reinit_code", "run_step1", "run_step2", "fit_libi",
-           "SEED004_GRID"]
+           "YACOBY2020_GRID"]
 
-#: Seed 004's hyper-parameter grid (App. E): eps_HZ, eps_Sigma, eps_mu, R.
-SEED004_GRID = {"eps_hz": (0.001, 1.0, 10.0, 20.0), "eps_sigma": (0.2, 0.5), "eps_mu": (0.2, 0.5),
+#: yacoby2020's hyper-parameter grid (App. E): eps_HZ, eps_Sigma, eps_mu, R.
+YACOBY2020_GRID = {"eps_hz": (0.001, 1.0, 10.0, 20.0), "eps_sigma": (0.2, 0.5), "eps_mu": (0.2, 0.5),
                 "repetitions": (1, 6)}
 
 
@@ -68,7 +68,7 @@ def safe_exp(u, cap):
 
 
 class LiBIStep1:
-    """LiBI step-1 objective (MATH.md 2.4 step 1; seed 004 App. D Eq. 44), per data point.
+    """LiBI step-1 objective (docs/math.md 2.4 step 1; yacoby2020 App. D Eq. 44), per data point.
 
     loss = -(1/B) sum_b log p_theta(x_b | h(x_b)) + pen(HZ(Z) / eps_hz)
            + pen(||Cov(Z) - I||_F^2 / eps_sigma) + pen(||mean(Z)||^2 / eps_mu),
@@ -80,7 +80,7 @@ class LiBIStep1:
     ----------
     vae : GaussianVAE, whose decoder and observation-noise mode define p_theta(x | z) and whose
         encoder architecture is used for h (first K outputs).
-    eps_hz, eps_sigma, eps_mu : floats > 0, the penalty temperatures (``SEED004_GRID``).
+    eps_hz, eps_sigma, eps_mu : floats > 0, the penalty temperatures (``YACOBY2020_GRID``).
     max_exponent : float > 0, the cap c of the safe exponential (default 100).
 
     The contract is that of every refvae objective: ``value_and_grad(params, x, noise=None)``
@@ -236,7 +236,7 @@ def run_step2(vae, params, x, *, steps, seed, batch_size=None, optimizer=None, p
     """LiBI step 2: fit the inference network phi (``"enc.*"``) by -ELBO (beta = 1), theta fixed.
 
     ``refvae.train.fit(vae, params, x, only=("enc.",))`` with the KL weight held at 1 whatever
-    ``vae.beta`` is (seed 004 Eq. 45-46: argmin_phi KL(q || p_theta(z|x)) = argmin_phi -ELBO).
+    ``vae.beta`` is (yacoby2020 Eq. 45-46: argmin_phi KL(q || p_theta(z|x)) = argmin_phi -ELBO).
     The ``"dec.*"`` and ``"code.*"`` arrays of the result are the very arrays passed in.
     Returns the ``FitResult``.
     """
@@ -269,7 +269,7 @@ class LiBIResult:
 def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_steps, step2_steps, seed,
              restarts=None, params=None, optimizer=None, batch_size=None, n_is_samples=1000,
              inflation=2.0, max_exponent=100.0, progress=False):
-    """Train a GaussianVAE with LiBI (MATH.md 2.4; seed 004 Sec. 2, App. D) and keep the best repetition.
+    """Train a GaussianVAE with LiBI (docs/math.md 2.4; yacoby2020 Sec. 2, App. D) and keep the best repetition.
 
     Each repetition runs step 1 (``LiBIStep1`` on ``"code.*"``, ``"dec.*"``), step 2 (-ELBO with
     beta = 1 on ``"enc.*"`` only, the decoder frozen), then scores the model by the mean
@@ -282,14 +282,14 @@ def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_ste
     ----------
     vae : GaussianVAE (its ``beta`` is ignored: step 2 uses the ELBO, beta = 1).
     x : (N, d) training data; x_val : (N_val, d) held-out data for the selection.
-    eps_hz, eps_sigma, eps_mu : floats > 0, step-1 penalty temperatures (``SEED004_GRID``).
-    repetitions : int >= 1, R of seed 004 (its grid: 1 or 6).
+    eps_hz, eps_sigma, eps_mu : floats > 0, step-1 penalty temperatures (``YACOBY2020_GRID``).
+    repetitions : int >= 1, R of yacoby2020 (its grid: 1 or 6).
     step1_steps, step2_steps : int >= 0, optimiser steps of steps 1 and 2 in every repetition.
     seed : int or numpy.random.Generator; every random number (init, minibatches, ELBO noise,
         importance samples) is drawn from it in a fixed order.
     restarts : int or None, a leading restarts axis (ignored when ``params`` is given).
     params : optional starting parameters from ``init_libi``.
-    optimizer : default Adam(1e-2) (seed 004 App. E: learning rate 0.01), used for both steps
+    optimizer : default Adam(1e-2) (yacoby2020 App. E: learning rate 0.01), used for both steps
         (a fresh optimiser state for every step of every repetition).
     batch_size : minibatch size of both steps (default: full batch, as the 1/N moments of
         step 1 intend; a minibatch needs >= K + 2 points).

@@ -1,6 +1,6 @@
-"""Lagging Inference Networks (He et al. 2019): aggressive encoder training, and seed 004's segmented variant.
+"""Lagging Inference Networks (He et al. 2019): aggressive encoder training, and yacoby2020's segmented variant.
 
-MATH.md 2.3. Posterior collapse, in He et al.'s account, starts because the encoder lags
+docs/math.md 2.3. Posterior collapse, in He et al.'s account, starts because the encoder lags
 behind the true posterior early in training; their remedy runs the encoder to (near)
 convergence before every decoder step until the encoder's mutual information I_q stops
 rising, then trains normally.
@@ -16,13 +16,13 @@ rising, then trains normally.
    Every ``mi_every`` decoder steps (default: once per epoch, as the reference code does),
    I_q is estimated on the held-out ``x_val`` (``refvae.metrics.information``); the
    aggressive phase ends for good as soon as an estimate is not larger than the previous
-   one (MATH.md: "stops increasing"). He et al.'s text script stops on a strict decrease
+   one (docs/math.md: "stops increasing"). He et al.'s text script stops on a strict decrease
    against a baseline of 0 (so a negative first estimate stops it at once); here the first
    estimate only sets the baseline. Their image script instead waits for 5 estimates below
    the best one; pass a larger ``mi_every`` for a less noise-driven stop.
 2. Joint phase: ordinary joint steps on minibatches, one per decoder step.
 
-``fit_lin_segmented`` (seed 004 App. D's variant): the ``steps`` gradient steps are split
+``fit_lin_segmented`` (yacoby2020 App. D's variant): the ``steps`` gradient steps are split
 into ``segments`` equal segments; each runs ``encoder_fraction`` of its steps on the encoder
 alone, then the rest jointly.
 
@@ -63,7 +63,7 @@ def inner_should_stop(losses, window=10, max_inner=100):
     Parameters
     ----------
     losses : (k,) or (k, R), the losses of the k >= 1 inner steps taken so far (per restart).
-    window : int >= 1, the averaging window (He et al.'s code uses 15; MATH.md 2.3 10-15).
+    window : int >= 1, the averaging window (He et al.'s code uses 15; docs/math.md 2.3 10-15).
     max_inner : int >= 1, the cap on inner steps.
 
     Returns
@@ -188,7 +188,7 @@ def _record(history, **row):
 def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=None, enc_lr=None,
             dec_lr=None, n_samples=None, window=10, max_inner=100, mi_every=None, mi_samples=None,
             schedules=None, callback=None, progress=False, stream=None):
-    """Train with Lagging Inference Networks' aggressive phase, then jointly (MATH.md 2.3).
+    """Train with Lagging Inference Networks' aggressive phase, then jointly (docs/math.md 2.3).
 
     Parameters
     ----------
@@ -307,16 +307,16 @@ def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=
 def fit_lin_segmented(model, params, x, *, segments, steps, seed, encoder_fraction=0.5, batch_size=None,
                       optimizer=None, enc_lr=None, dec_lr=None, n_samples=None, schedules=None,
                       callback=None):
-    """Seed 004's Lagging Inference Networks variant: R segments of encoder-alone then joint training.
+    """yacoby2020's Lagging Inference Networks variant: R segments of encoder-alone then joint training.
 
-    Seed 004 App. D: "divide the total number of epochs into R equal segments. In each we train
+    yacoby2020 App. D: "divide the total number of epochs into R equal segments. In each we train
     the inference network alone and then [...] the inference and generative networks jointly."
     The split inside a segment is not given there; ``encoder_fraction`` sets it.
 
     Parameters
     ----------
     model, params, x, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples : as ``fit_lin``.
-    segments : int >= 1, R (seed 004 uses 5-90).
+    segments : int >= 1, R (yacoby2020 uses 5-90).
     steps : int, total optimiser steps, a multiple of ``segments``.
     encoder_fraction : float in (0, 1), share of each segment's steps on the encoder alone,
         rounded to whole steps; at least one step of each kind is required. Default 0.5.

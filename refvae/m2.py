@@ -1,4 +1,4 @@
-"""Semi-supervised M2 VAE (Kingma et al. 2014; seed 000 Eq. 5 and Sec. 5.2; MATH.md 2.2).
+"""Semi-supervised M2 VAE (Kingma et al. 2014; yacoby2021 Eq. 5 and Sec. 5.2; docs/math.md 2.2).
 
 Generative model: y ~ p(y) (uniform unless given), z ~ N(0, I_K), x | y, z ~ N(f(z, y), s2),
 the decoder reading concat(z, onehot y). Inference: q(y|x) = softmax(logits(x)) and
@@ -12,7 +12,7 @@ The loss is -J / B with B the number of points in the batch, labelled and unlabe
 together: the mean per data point, so full-batch training minimises -J / N_total and a
 minibatch gives an unbiased estimate of it. J bounds log p(X) only for gamma = 1, alpha = 0.
 
-With ``bound="iwae"`` (seed 000 Sec. 5.2) every L and U is replaced by its importance-weighted
+With ``bound="iwae"`` (yacoby2021 Sec. 5.2) every L and U is replaced by its importance-weighted
 version, enumerating y and importance-sampling z from q(z|x,y) for each y:
 
     L_S(x, y) = logsumexp_s [log p(x, y, z_s^y) - log q(z_s^y | x, y)] - log S,
@@ -52,7 +52,7 @@ def _append_onehot(a, onehot):
 
 
 class M2:
-    """The M2 semi-supervised VAE objective (MATH.md 2.2).
+    """The M2 semi-supervised VAE objective (docs/math.md 2.2).
 
     Parameters
     ----------
@@ -66,7 +66,7 @@ class M2:
     alpha : float >= 0, weight of sum_labelled log q(y|x).
     gamma : float >= 0, weight of sum_labelled L(x, y).
     prior : None (uniform) or (C,) positive class probabilities summing to 1.
-    bound : "elbo" (L, U of MATH.md 2.2) or "iwae" (L_S, U_S).
+    bound : "elbo" (L, U of docs/math.md 2.2) or "iwae" (L_S, U_S).
     n_samples : None or int >= 1, the default S of ``noise_shape``.
 
     Parameter keys: ``"cls.*"`` (classifier), ``"enc.*"``, ``"dec.*"`` (``"dec.obs_logvar"`` for a
@@ -284,7 +284,7 @@ class M2:
         return {"labelled": xp_of(a).moveaxis(a, 0, -1), "unlabelled": U, "log_q_y": log_pi}
 
     def value_and_grad(self, params, x, labels, noise, *, sigma2=None, with_terms=False):
-        """-J / B (MATH.md 2.2) and its gradient.
+        """-J / B (docs/math.md 2.2) and its gradient.
 
         Parameters
         ----------
@@ -330,7 +330,7 @@ class M2:
             dmu, dlv = reparameterize_backward(dza[..., :K], std, eps, mu.shape, lv.shape)
             dmu = dmu - da[..., None] * c["dmu_kl"]
             dlv = dlv - da[..., None] * c["dlv_kl"]
-            # MATH.md 2.2: d/dlogits of sum_y pi_y a_y + H(pi)
+            # docs/math.md 2.2: d/dlogits of sum_y pi_y a_y + H(pi)
             abar = (pi * a_last).sum(axis=-1, keepdims=True)
             ent = log_pi - (pi * log_pi).sum(axis=-1, keepdims=True)
             dU_dlogits = pi * (a_last - abar) - pi * ent

@@ -64,14 +64,14 @@ def _restart_shape(params, template=None):
 
 
 class GaussianDecoder:
-    """The observation model p(x | z) = N(x; f(z), diag s2) shared by every objective (MATH.md 1).
+    """The observation model p(x | z) = N(x; f(z), diag s2) shared by every objective (docs/math.md 1).
 
     Parameters
     ----------
     decoder : Layer mapping its input (..., B, n_in) to the mean f (..., B, d), or to (..., B, 2d) =
         (mean, logvar) when ``obs="decoder"``. ``n_in`` is K for a VAE, K + C for M2.
     n_in, data_dim : int, the decoder's input width and d.
-    obs : observation-noise mode (seed 003's names):
+    obs : observation-noise mode (berger2020's names):
         ``"fixed"``  F-VAE, s2 = ``sigma2`` (overridable per call, for schedules);
         ``"scalar"`` LS-VAE, learned scalar, parameter ``dec.obs_logvar`` of shape (1,) [(R, 1)];
         ``"vector"`` learned per-dimension constant, ``dec.obs_logvar`` of shape (d,) [(R, d)];
@@ -174,7 +174,7 @@ class GaussianDecoder:
 
 
 class GaussianVAE:
-    """Gaussian VAE with a diagonal-Gaussian encoder (MATH.md 1).
+    """Gaussian VAE with a diagonal-Gaussian encoder (docs/math.md 1).
 
     -ELBO(x) = E_q[ -log N(x; f(z), s2) ] + beta * KL(q(z|x) || N(0, I)), z = mu + exp(lv/2) eps.
 
@@ -190,7 +190,7 @@ class GaussianVAE:
     beta : float >= 0, KL weight (beta-VAE); overridable per call (KL annealing).
     kl : ``"analytic"`` (default) uses the closed-form KL; ``"sample"`` uses its single-sample
         estimate log q(z|x) - log p(z) at the drawn z, the Monte Carlo ELBO that IWAE with S = 1
-        reproduces exactly (MATH.md 2.1).
+        reproduces exactly (docs/math.md 2.1).
 
     Attributes
     ----------
@@ -223,7 +223,7 @@ class GaussianVAE:
 
     @classmethod
     def linear(cls, data_dim, latent_dim, *, obs="scalar", sigma2=1.0, beta=1.0):
-        """The linear VAE of MATH.md 4.4: affine encoder and affine decoder."""
+        """The linear VAE of docs/math.md 4.4: affine encoder and affine decoder."""
         return cls.from_sizes(data_dim, latent_dim, hidden=(), obs=obs, sigma2=sigma2, beta=beta)
 
     # -- parameters -----------------------------------------------------------------
@@ -323,7 +323,7 @@ class GaussianVAE:
 
 
 class Autoencoder:
-    """Deterministic autoencoder (seed 002 Sec. 5, MATH.md 1): z = enc(x), loss = mean_b sum_j (x_j - f_j(z))^2.
+    """Deterministic autoencoder (dai2020 Sec. 5, docs/math.md 1): z = enc(x), loss = mean_b sum_j (x_j - f_j(z))^2.
 
     The loss is the squared reconstruction error summed over the d coordinates and averaged over
     the batch (per data point, like every objective; no normalising constants: it is not a

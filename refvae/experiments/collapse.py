@@ -1,25 +1,25 @@
-"""Posterior-collapse experiments of seed 002 (Dai, Wang, Wipf, "The Usual Suspects?", ICML 2020).
+"""Posterior-collapse experiments of dai2020 (Dai, Wang, Wipf, "The Usual Suspects?", ICML 2020).
 
-The procedures behind the seed-002 claims of ``refvae verify`` (``refvae.verify.claims.seed002``),
+The procedures behind the dai2020 claims of ``refvae verify`` (``refvae.verify.claims.dai2020``),
 usable on their own. Each trains refvae models and returns plain numbers in a small dataclass;
 the claims decide the verdicts.
 
-- Linear VAE (seed 002 Sec. 4; MATH.md 4.4). ``ppca_experiment``: with a learned noise the
+- Linear VAE (dai2020 Sec. 4; docs/math.md 4.4). ``ppca_experiment``: with a learned noise the
   linear VAE reaches the PPCA optimum. ``pruning_experiment``: with a fixed noise gamma exactly
   the directions with eigenvalue l_j > gamma survive, with column norms sqrt(l_j - gamma), and
   gamma >= l_1 collapses everything (Prop. 2, affine case). Helpers map refvae's affine
   networks to ``analytic``'s conventions (``linear_vae_parts``) and evaluate the *exact* ELBO of
   a trained linear VAE with its own, x-dependent encoder (``exact_linear_elbo``).
-- Soft-threshold decoder (seed 002 Sec. 4, Eq. 4-5, Prop. 1; MATH.md 4.7).
+- Soft-threshold decoder (dai2020 Sec. 4, Eq. 4-5, Prop. 1; docs/math.md 4.7).
   ``soft_threshold_experiment``: the collapsed point is a local minimum for alpha > 0 (training
   started next to it returns to it) but not a global one (training from an informed start ends
   far below it); for alpha = 0 (affine) the same start escapes. ``energy_from_loss`` and
   ``soft_threshold_energy`` relate refvae's loss to Eq. 5's energy.
-- Depth (seed 002 Sec. 5-6, Fig. 1 top). ``depth_experiment``: deterministic autoencoders and
+- Depth (dai2020 Sec. 5-6, Fig. 1 top). ``depth_experiment``: deterministic autoencoders and
   VAEs (with and without KL warm-start) of increasing depth on a synthetic high-dimensional
   data set (``manifold_data``); reconstruction errors and active units per depth.
 
-Conventions (MATH.md 0): refvae's ``Linear`` computes y = x W + b with W of shape (n_in, n_out),
+Conventions (docs/math.md 0): refvae's ``Linear`` computes y = x W + b with W of shape (n_in, n_out),
 so a refvae decoder weight is the *transpose* of analytic's W (d, K); variances are variances
 and learned ones are stored as log-variances.
 """
@@ -69,7 +69,7 @@ def _progress_callback(progress, stages, stop=None):
 
 
 def linear_vae_parts(model, params, r=None):
-    """A ``GaussianVAE.linear`` model's parameters in ``analytic``'s conventions (MATH.md 4.4).
+    """A ``GaussianVAE.linear`` model's parameters in ``analytic``'s conventions (docs/math.md 4.4).
 
     refvae's affine encoder outputs mu = x M + c and logvar = x G + g (one ``Linear`` with
     2K outputs); its decoder mean is z A + b. In analytic's notation the decoder is W z + b with
@@ -115,7 +115,7 @@ def exact_linear_elbo(x, W, b, noise_var, mu, logvar):
     """Exact ELBO of each point under a linear decoder, for arbitrary per-point Gaussian moments.
 
     The decoder is x = W z + b + e, e ~ N(0, noise_var I); q(z | x_n) = N(mu_n, diag exp(logvar_n)).
-    For one point the expectation is closed form (MATH.md 4.4) and equals
+    For one point the expectation is closed form (docs/math.md 4.4) and equals
     ``analytic.linear_vae.elbo`` on the one-point data set {x_n} with any encoder map V that
     sends x_n - b to mu_n (we use the rank-one V_n = mu_n (x_n - b)^T / ||x_n - b||^2) and
     D = exp(logvar_n). So this evaluates the ELBO of refvae's *own* encoder exactly, including
@@ -187,9 +187,9 @@ class PPCAResult:
 
 def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_noise_var=1.0,
                     progress=None):
-    """Train a linear VAE with a learned scalar noise and compare it with PPCA (MATH.md 4.4).
+    """Train a linear VAE with a learned scalar noise and compare it with PPCA (docs/math.md 4.4).
 
-    Seed 002 Sec. 4: with an affine decoder and learned gamma every local optimum is the
+    dai2020 Sec. 4: with an affine decoder and learned gamma every local optimum is the
     PPCA solution (Tipping and Bishop), W = U_K (Lambda_K - sigma2 I)^(1/2) R, sigma2 = mean of
     the discarded eigenvalues, and at R a signed permutation the ELBO equals the PPCA
     log-likelihood.
@@ -259,9 +259,9 @@ class PruningResult:
 
 
 def pruning_experiment(x, latent_dim, gammas, *, restarts, stages, seed, average=0, progress=None):
-    """Train linear VAEs with fixed noise variances and compare with the pruned PPCA (MATH.md 4.4).
+    """Train linear VAEs with fixed noise variances and compare with the pruned PPCA (docs/math.md 4.4).
 
-    Seed 002 Sec. 4 (after Lucas et al. 2019) and Prop. 2 (affine case): with gamma fixed the
+    dai2020 Sec. 4 (after Lucas et al. 2019) and Prop. 2 (affine case): with gamma fixed the
     global optimum keeps the directions with l_j > gamma, with decoder column norms
     sqrt(l_j - gamma), and sets q(z_j | x) = N(0, 1) on the others; gamma >= l_1 collapses every
     latent. All noise values train as one array program: the restarts axis holds G x R models,
@@ -323,17 +323,17 @@ def pruning_experiment(x, latent_dim, gammas, *, restarts, stages, seed, average
 # ==================================================================================== soft threshold
 
 #: keys a soft-threshold VAE trains; ``dec.0.b`` (a bias *inside* the threshold, absent from
-#: seed 002's Eq. 4) is left out and stays exactly 0.
+#: dai2020's Eq. 4) is left out and stays exactly 0.
 SOFT_THRESHOLD_TRAINED = ("enc.", "dec.0.W", "dec.2.b", "dec.obs_logvar")
 
 
 def soft_threshold_vae(num_points, data_dim, latent_dim, alpha, *, sigma2=1.0):
-    """Seed 002's soft-threshold VAE (Eq. 4-5) as a refvae ``GaussianVAE``.
+    """dai2020's soft-threshold VAE (Eq. 4-5) as a refvae ``GaussianVAE``.
 
     Decoder mean pi_alpha(z A) + b: ``Sequential(Linear(K, d), SoftThreshold(alpha), Shift(d))``
     (parameters ``dec.0.W`` = A (K, d) = W^T, ``dec.0.b`` kept at 0, ``dec.2.b`` = b); learned
     scalar variance gamma (``dec.obs_logvar``); a non-amortised encoder with free per-point moments
-    (``refvae.encoders.PerPointEncoder``, MATH.md 2.5), as Eq. 5 assumes. Train it full-batch on
+    (``refvae.encoders.PerPointEncoder``, docs/math.md 2.5), as Eq. 5 assumes. Train it full-batch on
     the data in index order, with ``only=SOFT_THRESHOLD_TRAINED``.
 
     Parameters
@@ -365,14 +365,14 @@ def soft_threshold_parts(params, r=None):
             raise ValueError("params has a restarts axis: pass the restart index r")
         p = {k: v[_checks.integer("r", r, min_value=0)] for k, v in p.items()}
     if np.any(p["dec.0.b"] != 0):
-        raise ValueError("dec.0.b (a bias inside the threshold) must be 0 for seed 002's model; "
+        raise ValueError("dec.0.b (a bias inside the threshold) must be 0 for dai2020's model; "
                          "train with only=SOFT_THRESHOLD_TRAINED")
     return {"W": p["dec.0.W"].T, "b": p["dec.2.b"], "gamma": float(np.exp(p["dec.obs_logvar"][0])),
             "mu": p["enc.mu"], "s": np.exp(p["enc.logvar"] / 2)}
 
 
 def soft_threshold_energy(params, x, alpha):
-    """Exact seed 002 Eq. 5 energy of each restart of a ``soft_threshold_vae`` (``analytic.soft_threshold.energy``).
+    """Exact dai2020 Eq. 5 energy of each restart of a ``soft_threshold_vae`` (``analytic.soft_threshold.energy``).
 
     Returns ndarray (R,), or a float without a restarts axis.
     """
@@ -389,10 +389,10 @@ def soft_threshold_energy(params, x, alpha):
 
 
 def energy_from_loss(loss, num_points, data_dim, latent_dim):
-    """Seed 002's Eq. 5 energy from refvae's loss (mean -ELBO per point, all constants included).
+    """dai2020's Eq. 5 energy from refvae's loss (mean -ELBO per point, all constants included).
 
     Per point, refvae's -ELBO is 0.5 E_q[ ||x - f(z)||^2 / gamma + d log gamma + d log 2 pi ]
-    + 0.5 [ ||mu||^2 + ||s||^2 - sum_k log s_k^2 - K ] (MATH.md 1), i.e. half of the summand of
+    + 0.5 [ ||mu||^2 + ||s||^2 - sum_k log s_k^2 - K ] (docs/math.md 1), i.e. half of the summand of
     Eq. 5 plus 0.5 (d log 2 pi - K). Summing over the N points:
 
         E = 2 N loss - N (d log 2 pi - K).
@@ -427,7 +427,7 @@ def _soft_threshold_start(W, b, gamma, mu, s, noise, delta):
 
 @dataclass
 class SoftThresholdResult:
-    """Outcome of ``soft_threshold_experiment``; energies are seed 002's Eq. 5 (exact, summed over points).
+    """Outcome of ``soft_threshold_experiment``; energies are dai2020's Eq. 5 (exact, summed over points).
 
     ``energy_collapsed``: E_0 at the collapsed point; ``gamma_collapsed``: gammabar. Per group
     (``"collapsed"``: alpha > 0 from next to the collapsed point; ``"affine"``: alpha = 0 from the
@@ -464,7 +464,7 @@ def _mc_energy(model, params, x, rng, replicates, n_samples):
 
 def soft_threshold_experiment(x, alpha, latent_dim, *, restarts, delta, lr, steps, seed, escape_margin=2.0,
                               replicates=16, n_samples=32, progress=None):
-    """Seed 002 Proposition 1: the collapsed point of the soft-threshold VAE is a bad local minimum.
+    """dai2020 Proposition 1: the collapsed point of the soft-threshold VAE is a bad local minimum.
 
     Data on one axis, x_i = t_i e_1 (``refvae.datasets.soft_threshold_axis``). Model:
     ``soft_threshold_vae`` (decoder pi_alpha(W z) + b, learned gamma, free per-point moments), trained
@@ -563,7 +563,7 @@ def manifold_data(n, seed, *, data_dim=64, intrinsic_dim=8, hidden=64, layers=2,
                   noise_var=0.01, manifold_seed=0):
     """A synthetic high-dimensional data set: a random tanh network of a low-dimensional latent.
 
-    Stand-in for seed 002's image data (Sec. 6) at a size a CPU trains in seconds:
+    Stand-in for dai2020's image data (Sec. 6) at a size a CPU trains in seconds:
     z ~ N(0, I_k), h_0 = z, h_l = tanh(h_{l-1} A_l) (A_l with N(0, gain^2 / fan_in) entries),
     x = h_L B + e with B of N(0, 1 / hidden) entries and e ~ N(0, noise_var I_d). The network is
     drawn from ``manifold_seed`` (kept apart from ``seed``, so that samples with different seeds
@@ -597,7 +597,7 @@ def manifold_data(n, seed, *, data_dim=64, intrinsic_dim=8, hidden=64, layers=2,
 
 
 def reconstruction_error(model, params, x, *, seed=None, n_samples=8):
-    """Seed 002 Eq. 7's reconstruction errors, per restart.
+    """dai2020 Eq. 7's reconstruction errors, per restart.
 
     Autoencoder: (1/(N d)) sum_i ||x_i - f(g(x_i))||^2. Gaussian VAE: (1/(N d)) sum_i
     E_q(z|x_i) ||x_i - mu_x(z)||^2, with ``n_samples`` draws of z per point (seed needed).
@@ -633,9 +633,9 @@ DEPTH_KINDS = ("ae", "vae", "vae_warm")
 class DepthResult:
     """Outcome of ``depth_experiment``: per model kind, arrays (D, R) over depths and restarts.
 
-    ``errors``: seed 002 Eq. 7 reconstruction errors (``reconstruction_error``);
+    ``errors``: dai2020 Eq. 7 reconstruction errors (``reconstruction_error``);
     ``active_units``: Burda et al.'s count on the encoder means (VAE kinds only); ``sigma_near_one``:
-    the fraction of encoder standard deviations sigma_z above 0.9 (seed 002 Fig. 2's sign of
+    the fraction of encoder standard deviations sigma_z above 0.9 (dai2020 Fig. 2's sign of
     collapse; VAE kinds); ``noise_var``: the learned gamma (VAE kinds); ``late_change``: relative
     decrease of the training loss over the last fifth of training, (mean over steps [0.6T, 0.8T) -
     mean over [0.8T, T)) / |mean over [0.8T, T)| (near 0: the run has stalled, not still descending).
@@ -664,7 +664,7 @@ def _late_change(loss):
 def depth_experiment(x, depths, *, latent_dim, width, steps, restarts, seed, kinds=("ae", "vae"),
                      activation="relu", residual=False, batch_size=64, lr=1e-3, warmup=None,
                      n_eval_samples=8, progress=None):
-    """Autoencoders and VAEs of increasing depth on the same data (seed 002 Sec. 5-6, Fig. 1 top).
+    """Autoencoders and VAEs of increasing depth on the same data (dai2020 Sec. 5-6, Fig. 1 top).
 
     For each depth L the encoder is an MLP d -> width^L -> (K or 2K) and the decoder its mirror
     (``refvae.layers.mlp``; ``residual=True`` makes every hidden-to-hidden map a
@@ -672,7 +672,7 @@ def depth_experiment(x, depths, *, latent_dim, width, steps, restarts, seed, kin
     Adam(lr) on minibatches for ``steps`` steps:
 
     - ``"ae"``: the deterministic autoencoder, squared error (``refvae.objectives.Autoencoder``);
-    - ``"vae"``: the Gaussian VAE with a learned scalar gamma (seed 002 Eq. 3);
+    - ``"vae"``: the Gaussian VAE with a learned scalar gamma (dai2020 Eq. 3);
     - ``"vae_warm"``: the same VAE with KL warm-start, beta ramped linearly from 0 to 1 over the
       first ``warmup`` steps (``refvae.train.linear_ramp`` as a ``"beta"`` schedule).
 

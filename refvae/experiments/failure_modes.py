@@ -1,28 +1,28 @@
-"""Seed 000's failure modes of VAEs (Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their
+"""yacoby2021's failure modes of VAEs (Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their
 Effects on Downstream Tasks"): the experiments behind its claims in ``refvae verify``.
 
-Seed 000 argues that the ELBO's global optimum trades the quality of the generative model
-p_theta(x) for posteriors that a mean-field Gaussian (MFG) can match (its Theorem 1, MATH.md 4.3),
-and that a learned noise variance inherits every error of q (Theorem 2, MATH.md 4.5). Its
-benchmarks (MATH.md 5, ``refvae.datasets``) are 1-D-latent sets whose exact log p(x) refvae
+yacoby2021 argues that the ELBO's global optimum trades the quality of the generative model
+p_theta(x) for posteriors that a mean-field Gaussian (MFG) can match (its Theorem 1, docs/math.md 4.3),
+and that a learned noise variance inherits every error of q (Theorem 2, docs/math.md 4.5). Its
+benchmarks (docs/math.md 5, ``refvae.datasets``) are 1-D-latent sets whose exact log p(x) refvae
 computes by quadrature (``refvae.metrics.quadrature``), for the ground truth and for a learned
 decoder alike.
 
-- ``px_experiment`` (Sec. 4.2, Fig. 1): VAE, IWAE (Burda et al.; MATH.md 2.1) and Lagging
-  Inference Networks (LIN, MATH.md 2.3) on one benchmark; held-out log-likelihood by
-  quadrature and the smooth k-NN statistic (MATH.md 3) of model samples against held-out data.
+- ``px_experiment`` (Sec. 4.2, Fig. 1): VAE, IWAE (Burda et al.; docs/math.md 2.1) and Lagging
+  Inference Networks (LIN, docs/math.md 2.3) on one benchmark; held-out log-likelihood by
+  quadrature and the smooth k-NN statistic (docs/math.md 3) of model samples against held-out data.
   Figure-8 and Clusters should separate the VAE from IWAE; Circle and Absolute-Value should not.
 - ``noise_bias_experiment`` (Sec. 4.2, Theorem 2): on Spiral Dots, the ELBO-optimal noise
   variance refitted for a trained (theta, phi) and the one learned jointly, against the true 0.01.
 - ``latent_dim_experiment`` (Sec. 5.1, App. D.3): the ELBO of K = 1 and K = 2 VAEs with a learned
   noise on data whose truth has K = 1 (``refvae.datasets.compression``).
-- ``semisupervised_experiment`` (Sec. 5.2, Fig. 2): the M2 model (MATH.md 2.2) trained with the
+- ``semisupervised_experiment`` (Sec. 5.2, Fig. 2): the M2 model (docs/math.md 2.2) trained with the
   ELBO and with the importance-weighted bound on Discrete Semi-Circle; how far apart its class
   conditionals p_theta(x | y) are ("functional collapse": they coincide).
 
 Every model is a ``GaussianVAE`` (or ``M2``) with MLP networks of ``hidden`` tanh units and, for
 the p(x) experiments, the observation variance fixed at the data's true one (0.01), so only the
-decoder mean and the encoder are learned (our choice: seed 000's App. C with its settings is
+decoder mean and the encoder are learned (our choice: yacoby2021's App. C with its settings is
 lost, and a fixed true noise keeps Theorem 2's bias out of Theorem 1's experiments). Restarts are
 a leading axis R of the parameters (one array program); results are arrays (R,). Each training
 is ``fit_stages`` under a piecewise-constant Adam learning rate (``schedule``: a list of
@@ -68,7 +68,7 @@ __all__ = [
     "PAPER_NOISE",
 ]
 
-#: Seed 000 Sec. 4.2 (Spiral Dots, true noise 0.01): (mean, sd) of the refitted and of the jointly
+#: yacoby2021 Sec. 4.2 (Spiral Dots, true noise 0.01): (mean, sd) of the refitted and of the jointly
 #: learned noise variance.
 PAPER_NOISE = {"true": 0.01, "refit": (0.014, 0.001), "joint": (0.020, 0.003)}
 
@@ -117,8 +117,8 @@ def _n_restarts(params):
 def encoder_residuals(model, params, x, rng, n_samples):
     """Squared residuals (x - f(z))^2 with z ~ q(z|x) from the model's own encoder.
 
-    Their mean is seed 000 Theorem 2's ELBO-optimal noise variance for fixed (theta, phi)
-    (``analytic.noise.optimal_variance``; MATH.md 4.5).
+    Their mean is yacoby2021 Theorem 2's ELBO-optimal noise variance for fixed (theta, phi)
+    (``analytic.noise.optimal_variance``; docs/math.md 4.5).
 
     Parameters
     ----------
@@ -218,7 +218,7 @@ class MethodPX:
     """One method of ``px_experiment``, R restarts.
 
     test_ll : (R,) mean held-out log p_theta(x) per point (quadrature, all constants).
-    knn, knn_se : (R,) smooth k-NN statistic of model samples against held-out data (seed 004's
+    knn, knn_se : (R,) smooth k-NN statistic of model samples against held-out data (yacoby2020's
         protocol: ``size`` vs ``size`` points, averaged over ``repeats``; lower is closer) and its
         standard error over the repeats.
     objective : (R,) the method's own training objective at the end (per point, higher is
@@ -233,7 +233,7 @@ class MethodPX:
 
     @property
     def selected(self):
-        """Index of the restart with the best training objective (seed 000's model selection)."""
+        """Index of the restart with the best training objective (yacoby2021's model selection)."""
         return int(np.argmax(self.objective))
 
 
@@ -262,7 +262,7 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
                   schedule=((1e-2, 3000), (3e-3, 1500)), tail=((1e-3, 500),), batch_size=64,
                   iwae_samples=20, iwae_start="vae", lin=True, n_val=128,
                   knn_size=100, knn_repeats=20, objective_samples=20, progress=None):
-    """VAE vs IWAE (vs LIN) on a 1-D-latent benchmark of seed 000 (Sec. 4.2, Fig. 1; MATH.md 5).
+    """VAE vs IWAE (vs LIN) on a 1-D-latent benchmark of yacoby2021 (Sec. 4.2, Fig. 1; docs/math.md 5).
 
     Protocol. All models share the architecture (``make_vae``, noise fixed at the truth's),
     the random initialisation (the same R restarts) and the total step budget.
@@ -271,7 +271,7 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
 
     - VAE: ``schedule``, then ``tail``.
     - IWAE with S = ``iwae_samples``: ``iwae_start="init"`` trains from the same initialisation
-      through ``schedule`` then ``tail``, as seed 000 does; ``iwae_start="vae"`` instead starts
+      through ``schedule`` then ``tail``, as yacoby2021 does; ``iwae_start="vae"`` instead starts
       from the VAE's parameters after ``schedule`` and runs ``tail`` only, next to the VAE's own
       ``tail`` (same steps, batches and learning rates): the two then differ only in the bound
       optimised from one common point, which asks Theorem 1's question directly (is the VAE's
@@ -282,7 +282,7 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
       the remaining stages and ``tail`` as the VAE.
 
     The VAE's and LIN's reported objective is the ELBO, IWAE's its bound L_S (both per point on
-    the training data); seed 000 selects the restart with the best objective (``MethodPX.selected``).
+    the training data); yacoby2021 selects the restart with the best objective (``MethodPX.selected``).
 
     Parameters
     ----------
@@ -294,8 +294,8 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
     hidden : hidden widths of the MLPs.
     schedule, tail : sequences of (learning rate, steps).
     batch_size : minibatch size of every stage.
-    iwae_samples : S of IWAE (seed 000: 20).
-    iwae_start : "vae" (continue from the VAE after ``schedule``) or "init" (seed 000's protocol).
+    iwae_samples : S of IWAE (yacoby2021: 20).
+    iwae_start : "vae" (continue from the VAE after ``schedule``) or "init" (yacoby2021's protocol).
     lin : also train LIN.
     n_val : held-out points for LIN's I_q estimates.
     knn_size, knn_repeats : the k-NN protocol (``refvae.experiments.jtex.knn_score``).
@@ -425,18 +425,18 @@ def noise_bias_experiment(*, seed, restarts=3, n_train=1000, hidden=(32, 32),
                           schedule=((1e-2, 3000), (3e-3, 1500), (1e-3, 500)), batch_size=64,
                           refit_schedule=((1e-2, 200), (1e-3, 200)), refit_samples=16, closed_form_samples=32,
                           dataset="spiral_dots", progress=None):
-    """Seed 000 Sec. 4.2 / Theorem 2 on Spiral Dots: how far the ELBO's noise variance is from the truth.
+    """yacoby2021 Sec. 4.2 / Theorem 2 on Spiral Dots: how far the ELBO's noise variance is from the truth.
 
     1. A VAE with the noise fixed at the truth (0.01) is trained (``schedule``, minibatches of
        ``batch_size``).
     2. Refit: a learned scalar noise (starting at the truth) is trained alone (``refit_schedule``,
        ``refit_samples`` draws per point) with theta, phi frozen; by Theorem 2 it lands on the
        mean squared residual under the encoder over the training data, computed next to it
-       (``closed_form_samples`` draws per point; MATH.md 4.5).
+       (``closed_form_samples`` draws per point; docs/math.md 4.5).
     3. Joint: a learned-noise VAE (LS-VAE) from the same initialisation, noise starting at the
        truth (the start most favourable to the truth), is trained with ``schedule``.
 
-    Every variance is the scalar s2 of seed 000's Eq. 1 (sigma2 I).
+    Every variance is the scalar s2 of yacoby2021's Eq. 1 (sigma2 I).
 
     Returns
     -------
@@ -484,7 +484,7 @@ class LatentDimResult:
     test_ll, test_ll_se : held-out log p_theta(x) per point: exact (quadrature, se 0) for K = 1,
         importance-sampled (``refvae.metrics.likelihood``) for K >= 2 with its standard error.
     sigma2 : learned observation variance.
-    active : active latent units (Burda et al.; MATH.md 3).
+    active : active latent units (Burda et al.; docs/math.md 3).
     truth_ll : the ground truth's held-out log p(x) per point; truth_elbo is not defined (it
         needs the true posterior's best MFG fit), so it is not reported.
     """
@@ -501,7 +501,7 @@ class LatentDimResult:
 def latent_dim_experiment(*, seed, restarts=3, n_train=1000, n_test=500, hidden=(32, 32), latent_dims=(1, 2),
                           schedule=((1e-2, 3000), (3e-3, 1500), (1e-3, 500)), batch_size=64, elbo_samples=16,
                           is_samples=256, dataset="compression", progress=None):
-    """Seed 000 Sec. 5.1 (App. D.3): does the ELBO prefer more latent dimensions than the truth's K = 1?
+    """yacoby2021 Sec. 5.1 (App. D.3): does the ELBO prefer more latent dimensions than the truth's K = 1?
 
     For each K in ``latent_dims`` a VAE with a learned scalar noise (starting at the true noise,
     0.01) is trained with ``schedule`` (minibatches of ``batch_size``) on ``refvae.datasets.compression`` (the
@@ -592,7 +592,7 @@ class M2Result:
 
     @property
     def selected(self):
-        """Restart with the best training objective (seed 000's model selection)."""
+        """Restart with the best training objective (yacoby2021's model selection)."""
         return int(np.argmax(self.objective))
 
 
@@ -624,13 +624,13 @@ def semisupervised_experiment(*, seed, restarts=3, n_train=500, n_test=500, hidd
                               schedule=((1e-2, 1000), (3e-3, 600), (1e-3, 400)), batch_size=64,
                               iwae_samples=5, iwae_schedule=None, alpha=0.0, gamma=1.0, knn_size=100,
                               knn_repeats=20, labelled_fraction=0.1, progress=None):
-    """Seed 000 Sec. 5.2 (Fig. 2): functional collapse of the M2 VAE on Discrete Semi-Circle.
+    """yacoby2021 Sec. 5.2 (Fig. 2): functional collapse of the M2 VAE on Discrete Semi-Circle.
 
-    Two M2 models (MATH.md 2.2) with the same networks (``hidden`` tanh MLPs, noise fixed at the
+    Two M2 models (docs/math.md 2.2) with the same networks (``hidden`` tanh MLPs, noise fixed at the
     truth's 0.01) and initialisation are trained on ``labelled_fraction`` labelled points: one on
     the ELBO bounds (L, U), one on the importance-weighted bounds (L_S, U_S) with S =
-    ``iwae_samples`` (seed 000's IWAE variant). Defaults alpha = 0, gamma = 1 make J a bound on
-    log p(X_unlabelled) + log p(X_labelled, Y_labelled) (seed 000 tunes both; its values were lost).
+    ``iwae_samples`` (yacoby2021's IWAE variant). Defaults alpha = 0, gamma = 1 make J a bound on
+    log p(X_unlabelled) + log p(X_labelled, Y_labelled) (yacoby2021 tunes both; its values were lost).
     Then, per restart: how distinct the learned class conditionals are (k-NN statistic and angle
     distance between samples of p(x | y=0) and p(x | y=1)), held-out log p(x | y) and log p(x),
     and the classifier's accuracy. The ground truth is measured the same way
@@ -643,8 +643,8 @@ def semisupervised_experiment(*, seed, restarts=3, n_train=500, n_test=500, hidd
     hidden : hidden widths of the classifier, encoder and decoder MLPs.
     schedule, iwae_schedule : (learning rate, steps) stages of the ELBO model and of the IWAE model
         (default: the same), on minibatches of ``batch_size``.
-    iwae_samples : S per class of the importance-weighted bounds (seed 000: S <= 20).
-    alpha, gamma : the weights of J (MATH.md 2.2).
+    iwae_samples : S per class of the importance-weighted bounds (yacoby2021: S <= 20).
+    alpha, gamma : the weights of J (docs/math.md 2.2).
     knn_size, knn_repeats : the k-NN protocol between the two conditionals (``size`` vs ``size``).
     progress : optional callable(fraction, message).
 

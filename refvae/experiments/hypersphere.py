@@ -1,7 +1,7 @@
-"""Seed 003 Theorem 1: a fixed-variance VAE collapses to the centre of a small sphere.
+"""berger2020 Theorem 1: a fixed-variance VAE collapses to the centre of a small sphere.
 
 Data uniform on the sphere of radius r in R^d and the observation model N(x; f(z), sigma2 I)
-with sigma2 fixed. Berger and Sebag show (MATH.md 4.6) that the best decoder output
+with sigma2 fixed. Berger and Sebag show (docs/math.md 4.6) that the best decoder output
 distribution is uniform on a concentric sphere of radius rho*, with rho* = 0 -- the model is
 N(centre, sigma2 I), blind to the sphere -- whenever r^2 <= d sigma2, and rho* in (0, r),
 tending to r as sigma2 -> 0, otherwise (``analytic.hypersphere.optimal_radius``).
@@ -85,7 +85,7 @@ def sphere_vae_radius(sigma2, *, seed, radius=1.0, data_dim=2, latent_dim=1, hid
                       restarts=3, schedule=((1e-2, 1000), (2e-3, 500)), batch_size=100, progress=None):
     """Train fixed-variance VAEs on sphere data and measure the radius they decode.
 
-    Seed 003 Theorem 1 (MATH.md 4.6): ``n`` points of ``refvae.datasets.hypersphere``, a
+    berger2020 Theorem 1 (docs/math.md 4.6): ``n`` points of ``refvae.datasets.hypersphere``, a
     ``GaussianVAE`` with tanh MLPs and ``obs="fixed"`` at ``sigma2``, trained with Adam under
     ``schedule`` (``fit_stages``) on minibatches.
 

@@ -1,13 +1,13 @@
-"""Seed 004's problematic global optima: LinearJTEx's objective and the Table 1 comparison.
+"""yacoby2020's problematic global optima: LinearJTEx's objective and the Table 1 comparison.
 
-Yacoby, Pan and Doshi-Velez (seed 004) split the negative ELBO averaged over the data
-(MATH.md 4.3, seed 004 Eq. 2) as
+Yacoby, Pan and Doshi-Velez (yacoby2020) split the negative ELBO averaged over the data
+(docs/math.md 4.3, yacoby2020 Eq. 2) as
 
     -E_p ELBO(theta, phi) = KL(p(x) || p_theta(x)) + E_p KL(q_phi(z|x) || p_theta(z|x)) + H(p)
                           = L(theta, phi) + H(p),
 
 and show on LinearJTEx (x = chol(A A^T + B) z + e, e ~ N(0, sigma2 I - B), B fixed, A learned;
-MATH.md 4.1) that the VAE's global optimum is *not* the ground truth: L(theta_GT, phi_GT) =
+docs/math.md 4.1) that the VAE's global optimum is *not* the ground truth: L(theta_GT, phi_GT) =
 0.532 but L(theta*, phi*) = 0.196, reached by a model that fits p(x) worse (first term > 0) in
 exchange for a nearly diagonal posterior (second term ~ 0). ``linear_jtex_objective_experiment``
 trains that model with refvae and compares it with the closed forms of
@@ -15,7 +15,7 @@ trains that model with refvae and compares it with the closed forms of
 (VAE, beta-VAE, annealed beta-VAE, Lagging Inference Networks, LiBI; held-out log-likelihood
 and the smooth k-NN statistic) on LinearJTEx and the "Gaussian" data set.
 
-The decoders have the architecture of the ground truth (seed 004 App. E), the encoders are
+The decoders have the architecture of the ground truth (yacoby2020 App. E), the encoders are
 affine mean-field Gaussians, and every hyper-parameter of the generative process (B, the
 noise variance) is fixed at its true value, as in the seed.
 """
@@ -40,7 +40,7 @@ from ..optim import Adam
 from ..train import check_stages, fit_stages, linear_ramp
 from .noise_modes import mc_elbo
 
-__all__ = ["CholeskyLinear", "jtex_model", "gaussian_model", "second_moment", "seed004_objective",
+__all__ = ["CholeskyLinear", "jtex_model", "gaussian_model", "second_moment", "yacoby2020_objective",
            "minimise_objective", "JTExObjectiveResult", "linear_jtex_objective_experiment",
            "model_samples", "knn_score", "MethodScore", "Table1Result", "table1_experiment",
            "TABLE1_PAPER", "KNN_ALPHAS"]
@@ -50,7 +50,7 @@ B_JTEX = np.asarray(lg.LINEAR_JTEX_B)
 A_GT = np.asarray(lg.LINEAR_JTEX_A)
 GAUSSIAN_NOISE = 1e-6
 
-#: Seed 004 Table 1 (mean +- sd over its 10 data sets): (test LL, S-kNN) per method and data set.
+#: yacoby2020 Table 1 (mean +- sd over its 10 data sets): (test LL, S-kNN) per method and data set.
 TABLE1_PAPER = {
     "linear_jtex": {"VAE": ((-3.15, 0.04), (1.62, 0.12)), "beta-VAE": ((-3.15, 0.04), (1.62, 0.12)),
                     "beta-VAE+anneal": ((-3.15, 0.04), (1.63, 0.12)), "LIN": ((-3.15, 0.04), (1.62, 0.11)),
@@ -60,7 +60,7 @@ TABLE1_PAPER = {
                  "LiBI": ((7.85, 0.05), (0.10, 0.08))},
 }
 
-#: Inverse temperatures of the smooth k-NN statistic (seed 004 does not give its own; see ``knn_score``).
+#: Inverse temperatures of the smooth k-NN statistic (yacoby2020 does not give its own; see ``knn_score``).
 KNN_ALPHAS = (1.0, 10.0, 100.0)
 
 
@@ -77,7 +77,7 @@ ENCODER_SCALE = 0.5
 def jtex_model(*, beta=1.0, encoder_scale=ENCODER_SCALE):
     """LinearJTEx's VAE: affine mean-field encoder, ``CholeskyLinear`` decoder, noise sigma2 - B fixed.
 
-    K = d = 2; sigma2 = 0.01 and B = diag(0.006, 0.006) (seed 004 App. E), so the observation
+    K = d = 2; sigma2 = 0.01 and B = diag(0.006, 0.006) (yacoby2020 App. E), so the observation
     noise is isotropic, 0.004 I (``obs="fixed"``). ``beta`` is the KL weight (beta-VAE);
     ``encoder_scale`` the initial weight scale of the encoder (``ENCODER_SCALE``).
     """
@@ -90,7 +90,7 @@ def jtex_model(*, beta=1.0, encoder_scale=ENCODER_SCALE):
 def gaussian_model(*, beta=1.0, encoder_scale=ENCODER_SCALE):
     """The "Gaussian" data set's VAE: affine encoder 4 -> 2 x 2, affine decoder 2 -> 4, noise 1e-6 fixed.
 
-    The ground truth is x = A^T z + e, e ~ N(0, 1e-6 I) (MATH.md 4.1); the decoder is the same
+    The ground truth is x = A^T z + e, e ~ N(0, 1e-6 I) (docs/math.md 4.1); the decoder is the same
     affine map (with an offset, which the truth sets to 0). ``beta``, ``encoder_scale`` as in
     ``jtex_model``.
     """
@@ -111,8 +111,8 @@ def second_moment(x):
     return x.T @ x / x.shape[0]
 
 
-def seed004_objective(A, data_cov):
-    """L(theta, phi*) of seed 004 Eq. 2 for LinearJTEx parameter A (MATH.md 4.3): MLE + PM term.
+def yacoby2020_objective(A, data_cov):
+    """L(theta, phi*) of yacoby2020 Eq. 2 for LinearJTEx parameter A (docs/math.md 4.3): MLE + PM term.
 
     ``analytic.linear_gaussian.c2_objective`` with B = diag(0.006, 0.006), sigma2 = 0.01;
     returns (mle_term, posterior_matching_term) in nats per point.
@@ -124,14 +124,14 @@ def minimise_objective(data_cov, *, starts=5, seed=0):
     """Global minimum over A of L(A, phi*) (analytic has the objective, not its arg-min).
 
     BFGS on the closed form from ``starts`` standard-normal starting points; returns the best
-    (L*, A* (2, 2)). Seed 004 Sec. 1: 0.196 for the population covariance A_GT A_GT^T + sigma2 I.
+    (L*, A* (2, 2)). yacoby2020 Sec. 1: 0.196 for the population covariance A_GT A_GT^T + sigma2 I.
     """
     starts = _checks.integer("starts", starts, min_value=1)
     data_cov = _checks.array("data_cov", data_cov, shape=(2, 2))
     rng = np.random.default_rng(seed)
 
     def L(a):
-        return sum(seed004_objective(a.reshape(2, 2), data_cov))
+        return sum(yacoby2020_objective(a.reshape(2, 2), data_cov))
 
     runs = [optimize.minimize(L, rng.standard_normal(4), method="BFGS", options={"gtol": 1e-10})
             for _ in range(starts)]
@@ -144,7 +144,7 @@ class JTExObjectiveResult:
     """Outcome of ``linear_jtex_objective_experiment`` (nats per data point throughout).
 
     paper_gt, paper_optimum : L at the truth and its minimum for the population covariance
-        A_GT A_GT^T + sigma2 I, from the closed form (seed 004: 0.532 and 0.196).
+        A_GT A_GT^T + sigma2 I, from the closed form (yacoby2020: 0.532 and 0.196).
     gt, optimum : the same for the training sample's second moment M2 (what training sees).
     gt_mle : the MLE term KL(N(0, M2) || p_theta_GT) of the truth (sampling error only).
     optimum_mle : the MLE term KL(N(0, M2) || p_theta*) at the sample optimum.
@@ -179,9 +179,9 @@ class JTExObjectiveResult:
 def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
                                      schedule=((1e-1, 400), (3e-2, 800), (1e-2, 800), (3e-3, 1000), (1e-3, 1000)),
                                      n_samples=2, eval_samples=64, eval_replicates=8, starts=5, progress=None):
-    """Train LinearJTEx's VAE with refvae and compare its L with seed 004's closed forms.
+    """Train LinearJTEx's VAE with refvae and compare its L with yacoby2020's closed forms.
 
-    Seed 004 Sec. 1 (Eq. 3) and App. E; MATH.md 4.1, 4.3. Draws ``n`` training points of
+    yacoby2020 Sec. 1 (Eq. 3) and App. E; docs/math.md 4.1, 4.3. Draws ``n`` training points of
     ``refvae.datasets.linear_jtex``, trains ``jtex_model()`` (A and the affine encoder, full
     batch, ``n_samples`` Monte Carlo samples per point per step) under the Adam learning-rate
     ``schedule`` (``fit_stages``), and evaluates every restart's L two ways (closed form with
@@ -191,7 +191,7 @@ def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
     Parameters
     ----------
     seed : int or numpy.random.Generator.
-    n : int, training points (seed 004: 500).
+    n : int, training points (yacoby2020: 500).
     restarts : int, R models trained at once (restarts axis).
     schedule : sequence of (learning rate, steps). L is flat along one direction (A A^T's
         second diagonal entry), so the last, slow stretch to the optimum takes most of the
@@ -209,11 +209,11 @@ def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
     n = _checks.integer("n", n, min_value=3)
     restarts = _checks.integer("restarts", restarts, min_value=1)
     population = A_GT @ A_GT.T + SIGMA2 * np.eye(2)
-    paper_gt = sum(seed004_objective(A_GT, population))
+    paper_gt = sum(yacoby2020_objective(A_GT, population))
     paper_opt, _ = minimise_objective(population, starts=starts)
     x = np.asarray(datasets.linear_jtex(n, rng).x)
     M2 = second_moment(x)
-    gt = sum(seed004_objective(A_GT, M2))
+    gt = sum(yacoby2020_objective(A_GT, M2))
     opt, A_opt = minimise_objective(M2, starts=starts)
 
     model = jtex_model()
@@ -228,11 +228,11 @@ def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
             progress(t / total, f"LinearJTEx VAE step {t}")
         if t >= total - last // 2 and t % 10 == 0:       # jitter of L over the last stage's second half
             A_t = to_host(p["dec.A"])
-            trace.append([sum(seed004_objective(a, M2)) for a in A_t])
+            trace.append([sum(yacoby2020_objective(a, M2)) for a in A_t])
 
     params, _ = fit_stages(model, params, x, stages=stages, seed=rng, n_samples=n_samples, callback=watch)
     A = to_host(params["dec.A"]).reshape(restarts, 2, 2)
-    terms = [seed004_objective(a, M2) for a in A]
+    terms = [yacoby2020_objective(a, M2) for a in A]
     mle = np.array([t.mle_term for t in terms])
     pm = np.array([t.posterior_matching_term for t in terms])
     entropy = 0.5 * (x.shape[1] * (1.0 + np.log(2 * np.pi)) + np.linalg.slogdet(M2)[1])   # H(N(0, M2))
@@ -240,8 +240,8 @@ def linear_jtex_objective_experiment(*, seed, n=500, restarts=3,
     cov = A @ A.swapaxes(-1, -2) + SIGMA2 * np.eye(2)
     return JTExObjectiveResult(
         paper_gt=float(paper_gt), paper_optimum=paper_opt, gt=float(gt), optimum=opt,
-        gt_mle=float(seed004_objective(A_GT, M2).mle_term),
-        optimum_mle=float(seed004_objective(A_opt, M2).mle_term),
+        gt_mle=float(yacoby2020_objective(A_GT, M2).mle_term),
+        optimum_mle=float(yacoby2020_objective(A_opt, M2).mle_term),
         learned=mle + pm, learned_own=-np.atleast_1d(elbo) - entropy, learned_own_se=np.atleast_1d(se),
         learned_mle=mle, learned_pm=pm, cov_error=np.abs(cov - M2).max(axis=(-2, -1)),
         gt_cov_error=float(np.abs(population - M2).max()),
@@ -268,10 +268,10 @@ def model_samples(model, params, n, rng):
 
 
 def knn_score(draw_model, draw_data, *, rng, repeats, size=100, alphas=KNN_ALPHAS):
-    """Seed 004's smooth k-NN score: the statistic of ``size`` model vs ``size`` data points, averaged.
+    """yacoby2020's smooth k-NN score: the statistic of ``size`` model vs ``size`` data points, averaged.
 
-    Seed 004 App. E compares 100 draws of p(x) with 100 draws of p_theta(x), repeated 20000
-    times, and reports the mean (lower: closer; about 0 for equal distributions, MATH.md 3).
+    yacoby2020 App. E compares 100 draws of p(x) with 100 draws of p_theta(x), repeated 20000
+    times, and reports the mean (lower: closer; about 0 for equal distributions, docs/math.md 3).
 
     Parameters
     ----------
@@ -310,7 +310,7 @@ class MethodScore:
     setting : the selected hyper-parameters (highest mean validation log-likelihood of the
         selected restarts over the data sets).
     test_ll : (D,) per data set, the selected restart's mean test log-likelihood per point,
-        importance-sampled (seed 004 Eq. 48); test_ll_se (D,) its Monte Carlo standard error.
+        importance-sampled (yacoby2020 Eq. 48); test_ll_se (D,) its Monte Carlo standard error.
     knn, knn_se : (D,) the selected restart's smooth k-NN score and its standard error.
     restart_test_ll : (D, R) every restart's test log-likelihood (the spread over restarts).
     selected : (D,) int, the restart selected on each data set.
@@ -400,9 +400,9 @@ def table1_experiment(dataset, *, seed, restarts=3, n_datasets=1, n=500, steps=2
                       anneal_betas=(0.5, 1.0, 2.0, 5.0), anneal_fraction=0.5, lin_segments=(10,),
                       libi_settings=({"eps_hz": 1.0, "eps_sigma": 0.5, "eps_mu": 0.5, "repetitions": 1},),
                       libi_batch=100, n_samples=1, is_samples=500, knn_repeats=20, progress=None):
-    """Seed 004 Table 1 on one benchmark: VAE, beta-VAE, annealed beta-VAE, LIN and LiBI.
+    """yacoby2020 Table 1 on one benchmark: VAE, beta-VAE, annealed beta-VAE, LIN and LiBI.
 
-    Seed 004 Sec. 3 and App. E. For each of ``n_datasets`` data sets (the seed: 5 for
+    yacoby2020 Sec. 3 and App. E. For each of ``n_datasets`` data sets (the seed: 5 for
     "each data-set type", reported over 10) of ``n`` training, validation and test points
     (500 each), every method trains the ground truth's decoder architecture with an affine
     mean-field encoder (``jtex_model`` / ``gaussian_model``) from the same R initial models
@@ -420,7 +420,7 @@ def table1_experiment(dataset, *, seed, restarts=3, n_datasets=1, n=500, steps=2
     Methods, all with Adam(lr) for ``steps`` steps on the full batch (the seed: lr 0.01,
     30000 epochs): VAE (beta = 1); beta-VAE for each of ``betas``; beta-VAE with KL
     annealing, beta ramped linearly from 0 to each of ``anneal_betas`` over ``anneal_fraction``
-    of the steps; LIN, seed 004's segmented Lagging Inference Networks
+    of the steps; LIN, yacoby2020's segmented Lagging Inference Networks
     (``refvae.lin.fit_lin_segmented``, half of every segment on the encoder alone) for each
     of ``lin_segments``; LiBI (``refvae.libi.fit_libi``, steps 1 and 2 of ``steps`` steps each
     per repetition, minibatches of ``libi_batch`` for the Henze-Zirkler penalty) for each of

@@ -1,11 +1,11 @@
-"""Seed 003's observation-noise modes on the three-noise-region manifold (Sec. 4, Table 1, App. A.2).
+"""berger2020's observation-noise modes on the three-noise-region manifold (Sec. 4, Table 1, App. A.2).
 
 Berger and Sebag compare Gaussian VAEs that differ only in their observation variance s2
-(MATH.md 1):
+(docs/math.md 1):
 
-- F-VAE: s2 fixed, sigma in {1, 0.5, 0.1, 0.05, 0.01} (standard deviations; MATH.md 5);
+- F-VAE: s2 fixed, sigma in {1, 0.5, 0.1, 0.05, 0.01} (standard deviations; docs/math.md 5);
 - LS-VAE: one learned scalar s2, initialised at 1;
-- LV-VAE: s2_j(z) output by the decoder next to the mean (seed 003 Eq. 11);
+- LV-VAE: s2_j(z) output by the decoder next to the mean (berger2020 Eq. 11);
 - F*-VAE: s2 fixed at the value LS-VAE ends with;
 - F-VAE under LS-VAE's learned trajectory s2(t), replayed as an external schedule (App. A.2).
 
@@ -13,7 +13,7 @@ Their finding: LV-VAE > LS-VAE > the best F-VAE in ELBO, F*-VAE is worse than LS
 route to s2 matters, not only its final value), and replaying the trajectory reproduces
 LS-VAE. ``three_noise_experiment`` runs all of them with refvae on
 ``refvae.datasets.three_noise`` and scores each by its held-out ELBO with every normalising
-constant included (MATH.md 0), so the modes compare directly (the seed adds the missing
+constant included (docs/math.md 0), so the modes compare directly (the seed adds the missing
 log-sigma terms to its F-VAE values for the same reason).
 
 ``mc_elbo`` (a Gaussian VAE's ELBO with many samples and its Monte Carlo standard error) is
@@ -35,7 +35,7 @@ from ..train import check_stages, fit_stages, from_trajectory
 __all__ = ["mc_elbo", "ModeResult", "ThreeNoiseResult", "three_noise_experiment",
            "F_VAE_SIGMAS"]
 
-#: Seed 003's F-VAE grid, as standard deviations sigma (MATH.md 5); s2 = sigma^2.
+#: berger2020's F-VAE grid, as standard deviations sigma (docs/math.md 5); s2 = sigma^2.
 F_VAE_SIGMAS = (1.0, 0.5, 0.1, 0.05, 0.01)
 
 
@@ -115,16 +115,16 @@ def three_noise_experiment(*, seed, restarts=3, n_train=20000, n_test=2000, late
                            sigmas=F_VAE_SIGMAS, eval_samples=16, eval_replicates=4, progress=None):
     """Train F-VAE (grid), LS-VAE, LV-VAE, F*-VAE and the replayed schedule; score held-out ELBOs.
 
-    Seed 003 Sec. 4.1-4.2 and App. A.2 on ``refvae.datasets.three_noise`` (MATH.md 5): every
+    berger2020 Sec. 4.1-4.2 and App. A.2 on ``refvae.datasets.three_noise`` (docs/math.md 5): every
     mode has the same MLP encoder and decoder (the seed: ResNets of 4 blocks of 200 units, a
     "large sample" of 100 fresh points per batch; here a pool of ``n_train`` points sampled in
     minibatches of ``batch_size``), the same initial networks (restart r of every mode starts
     from the same weights) and the same Adam schedule. LV-VAE's decoder has twice the outputs
-    (mean and log-variance per coordinate, seed 003 App. B). F*-VAE is fixed at the geometric
+    (mean and log-variance per coordinate, berger2020 App. B). F*-VAE is fixed at the geometric
     mean over restarts of LS-VAE's final variance; the replayed schedule follows the trajectory
     of LS-VAE's median restart (by held-out ELBO) from every restart's initial weights (all but
     one of them different from that run's, as in App. A.2). Held-out ELBOs come from
-    ``mc_elbo`` (all normalising constants, MATH.md 0).
+    ``mc_elbo`` (all normalising constants, docs/math.md 0).
 
     Parameters
     ----------
@@ -135,11 +135,11 @@ def three_noise_experiment(*, seed, restarts=3, n_train=20000, n_test=2000, late
     activation : hidden activation (``refvae.layers.ACTIVATIONS``). The default ReLU (the seed's
         ResNets do not name theirs) left LS-VAE's variance plateau near 0.1 about twice as
         fast as tanh in our runs (3000 steps: s2 0.05 vs 0.09).
-    residual : hidden -> hidden maps of equal width as residual blocks (seed 003: a ResNet of 4
+    residual : hidden -> hidden maps of equal width as residual blocks (berger2020: a ResNet of 4
         blocks of 200 units is ``hidden=(200,) * 5, residual=True``).
     schedule : sequence of (Adam learning rate, steps) stages (``fit_stages``).
     batch_size : minibatch size.
-    sigmas : F-VAE grid of standard deviations (seed 003: 1, 0.5, 0.1, 0.05, 0.01).
+    sigmas : F-VAE grid of standard deviations (berger2020: 1, 0.5, 0.1, 0.05, 0.01).
     eval_samples, eval_replicates : ``mc_elbo`` settings of the held-out score.
     progress : optional callable(fraction, message).
 

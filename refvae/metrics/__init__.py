@@ -1,4 +1,4 @@
-"""Metrics used by the papers (MATH.md 3).
+"""Metrics used by the papers (docs/math.md 3).
 
 - ``quadrature``: exact log p(x) and the posterior p(z|x) on a grid for 1- and 2-D latents.
 - ``likelihood``: chunked importance-sampled log-likelihood; a model's own objective with its error.

@@ -1,6 +1,6 @@
 """The Henze-Zirkler statistic for multivariate normality, its gradient and its p-value.
 
-Definition (MATH.md 2.4; Henze and Zirkler 1990). For n samples z_i in R^p with mean zbar and
+Definition (docs/math.md 2.4; Henze and Zirkler 1990). For n samples z_i in R^p with mean zbar and
 maximum-likelihood covariance S = (1/n) sum_i (z_i - zbar)(z_i - zbar)^T (divisor n),
 
     D_ij = (z_i - z_j)^T S^-1 (z_i - z_j),      D_i = (z_i - zbar)^T S^-1 (z_i - zbar),
@@ -10,7 +10,7 @@ maximum-likelihood covariance S = (1/n) sum_i (z_i - zbar)(z_i - zbar)^T (diviso
                + (1 + 2 beta^2)^(-p/2) ].
 
 HZ is affine invariant (it only sees the z_i through S^-1), so its gradient with respect to
-the samples sums to zero over i and satisfies sum_i grad_i z_i^T = 0. LiBI (MATH.md 2.4, seed
+the samples sums to zero over i and satisfies sum_i grad_i z_i^T = 0. LiBI (docs/math.md 2.4, seed
 004 Sec. 2 and App. D) penalises exp(HZ / eps_HZ) of the codes h(x_n); ``hz_value_and_grad``
 supplies the hand-written gradient through zbar and S^-1 that it needs.
 
@@ -46,7 +46,7 @@ class HZResult(NamedTuple):
 
 
 def hz_beta(n, p):
-    """The smoothing parameter beta = (1/sqrt 2) ((2p + 1) n / 4)^(1/(p+4)) (MATH.md 2.4)."""
+    """The smoothing parameter beta = (1/sqrt 2) ((2p + 1) n / 4)^(1/(p+4)) (docs/math.md 2.4)."""
     n = _checks.integer("n", n, min_value=1)
     p = _checks.integer("p", p, min_value=1)
     return (1.0 / math.sqrt(2.0)) * ((2 * p + 1) * n / 4.0) ** (1.0 / (p + 4))
@@ -88,7 +88,7 @@ def _forward(z):
 
 
 def hz_statistic(z):
-    """The Henze-Zirkler statistic of samples ``z`` (MATH.md 2.4).
+    """The Henze-Zirkler statistic of samples ``z`` (docs/math.md 2.4).
 
     Parameters
     ----------

@@ -1,14 +1,14 @@
 """Information metrics of an encoder: mutual information I_q, active units, aggregate posterior vs prior.
 
-All three are MATH.md 3:
+All three are docs/math.md 3:
 
 - ``mutual_information``: the minibatch estimate of I_q(x; z) of He et al. (2019, "Lagging
-  Inference Networks"), used by their trainer (MATH.md 2.3, ``refvae.lin``) to decide when
+  Inference Networks"), used by their trainer (docs/math.md 2.3, ``refvae.lin``) to decide when
   the aggressive phase ends;
 - ``active_units``: Burda et al.'s count of latent dimensions whose posterior mean varies
   with x;
 - ``aggregate_kl_to_prior``: the KL from the moment-matched Gaussian of samples of the
-  aggregate posterior q(z) = (1/N) sum_n q(z|x_n) to the prior N(0, I) (seed 004 App. B;
+  aggregate posterior q(z) = (1/N) sum_n q(z|x_n) to the prior N(0, I) (yacoby2020 App. B;
   the Henze-Zirkler half of that comparison lives in ``refvae.metrics.hz``).
 
 Every function takes encoder moments (or samples) with an optional leading restarts axis
@@ -39,7 +39,7 @@ def _moments(mu, logvar):
 
 
 def mutual_information(mu, logvar, noise):
-    """Minibatch estimate of the encoder's mutual information I_q(x; z) (MATH.md 3; He et al. 2019).
+    """Minibatch estimate of the encoder's mutual information I_q(x; z) (docs/math.md 3; He et al. 2019).
 
     I_q = E_x E_q(z|x)[log q(z|x)] - E_x E_q(z|x)[log q(z)], where q(z) is replaced by the
     aggregate posterior of the minibatch, q_B(z) = (1/B) sum_j q(z|x_j). With one sample
@@ -114,10 +114,10 @@ def encoder_mutual_information(model, params, x, *, seed, n_samples=None):
 
 
 def active_units(mu, threshold=0.01, *, return_variances=False):
-    """Number of active latent dimensions (Burda et al. 2016; MATH.md 3).
+    """Number of active latent dimensions (Burda et al. 2016; docs/math.md 3).
 
     Dimension k is active when Var_x(E_q[z_k | x]) = Var_n(mu_nk) > ``threshold``; the
-    variance is the maximum-likelihood one (divisor N, MATH.md 0).
+    variance is the maximum-likelihood one (divisor N, docs/math.md 0).
 
     Parameters
     ----------
@@ -163,10 +163,10 @@ def aggregate_posterior_samples(mu, logvar, noise):
 
 
 def aggregate_kl_to_prior(z):
-    """KL( N(zbar, C) || N(0, I) ) for the moment-matched Gaussian of samples z (MATH.md 3).
+    """KL( N(zbar, C) || N(0, I) ) for the moment-matched Gaussian of samples z (docs/math.md 3).
 
     KL = 0.5 [tr C + zbar^T zbar - K - log det C], with zbar the sample mean and C the
-    maximum-likelihood covariance (divisor n, MATH.md 0) of the n samples. Zero exactly when
+    maximum-likelihood covariance (divisor n, docs/math.md 0) of the n samples. Zero exactly when
     the samples have mean 0 and covariance I; it sees only the first two moments (the
     Henze-Zirkler statistic sees the rest).
 

@@ -1,16 +1,16 @@
-"""Importance-sampled log-likelihood of a Gaussian-latent model (MATH.md 3; seed 004 App. E, Eq. 48).
+"""Importance-sampled log-likelihood of a Gaussian-latent model (docs/math.md 3; yacoby2020 App. E, Eq. 48).
 
 For each data point x,
 
     log p(x) ~ logsumexp_s [ log p(x | z_s) + log p(z_s) - log r(z_s | x) ] - log S,
     z_s ~ r(z | x) = N(mu(x), inflation * exp(logvar(x))),
 
-where (mu, logvar) are the model's encoder moments and ``inflation`` (seed 004: 2) widens the
+where (mu, logvar) are the model's encoder moments and ``inflation`` (yacoby2020: 2) widens the
 proposal so that its tails cover the posterior's. The estimate is a log of an unbiased
 estimate of p(x), so it is biased low by about Var[w] / (2 S E[w]^2) (w the importance
 weights); the delta-method standard error returned alongside is sd(w) / (sqrt(S) mean(w)).
 
-Memory. Seed 004 uses S = 5000; on 10,000 points the (S, N, d) array of log-densities alone
+Memory. yacoby2020 uses S = 5000; on 10,000 points the (S, N, d) array of log-densities alone
 would hold 1e8 d numbers. The points are processed in chunks of ``point_chunk`` and, for
 each chunk, the samples in chunks of ``sample_chunk`` with a running (streaming) logsumexp,
 so that no array of shape (sample_chunk, R, point_chunk, width) exceeds ``max_elements``
@@ -113,7 +113,7 @@ def _streams(seed, n_points):
 def importance_log_likelihood(model, params, x, *, seed, n_samples=5000, inflation=2.0,
                               max_elements=DEFAULT_MAX_ELEMENTS, point_chunk=None, sample_chunk=None,
                               return_stderr=False):
-    """Importance-sampled log p(x_n) per data point (MATH.md 3; seed 004 App. E Eq. 48).
+    """Importance-sampled log p(x_n) per data point (docs/math.md 3; yacoby2020 App. E Eq. 48).
 
     Parameters
     ----------
@@ -123,8 +123,8 @@ def importance_log_likelihood(model, params, x, *, seed, n_samples=5000, inflati
     params : dict of the model's parameters, optionally with a leading restarts axis R.
     x : array (N, d), the points to evaluate.
     seed : int, SeedSequence or numpy.random.Generator (see the module docstring).
-    n_samples : int >= 1, S, importance samples per point (seed 004: 5000).
-    inflation : float >= 1, factor multiplying the encoder variance in the proposal (seed 004: 2).
+    n_samples : int >= 1, S, importance samples per point (yacoby2020: 5000).
+    inflation : float >= 1, factor multiplying the encoder variance in the proposal (yacoby2020: 2).
     max_elements : int, bound on the numbers in any one (samples, R, points, width) temporary.
     point_chunk, sample_chunk : int, optional
         Override the chunk sizes that ``plan_chunks`` picks from ``max_elements`` (both must

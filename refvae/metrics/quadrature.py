@@ -1,10 +1,10 @@
 """Exact log-likelihood and posterior of a low-dimensional latent model, by quadrature.
 
-For a latent dimension K of 1 or 2 (MATH.md 3, "Quadrature log-likelihood")
+For a latent dimension K of 1 or 2 (docs/math.md 3, "Quadrature log-likelihood")
 
     log p(x) = log integral N(x; f(z), diag s2(z)) N(z; 0, I_K) dz
 
-is computed on a fixed set of nodes in z. Seeds 000 and 004 judge a VAE's log-likelihood,
+is computed on a fixed set of nodes in z. yacoby2021 and yacoby2020 judge a VAE's log-likelihood,
 its posteriors and their number of modes against such values, so the rule must be accurate
 to well below the differences being reported: about 1e-9 in log p(x) (measured: at most
 2e-9 on the 1-D-latent sets of refvae.datasets) wherever it is declared resolved (see the
@@ -21,9 +21,9 @@ the tensor product. ``breakpoints`` (K = 1) are made panel edges.
   prior's tails (Figure-8 and Circle: z -> +-infinity). A global Gauss-Hermite rule has fixed
   nodes that are sparse away from the origin; a uniform trapezoid rule resolves narrow
   posteriors anywhere and is spectrally accurate for smooth integrands, but only on the
-  whole line: at a jump or a kink of the decoder or of its variance (seed 003's three noise
+  whole line: at a jump or a kink of the decoder or of its variance (berger2020's three noise
   regions, Absolute-Value's |z|) it drops to O(h) / O(h^2) (measured: errors up to 0.16 in
-  log p(x) on seed 003's data with 4001 nodes). Composite Gauss-Legendre keeps its
+  log p(x) on berger2020's data with 4001 nodes). Composite Gauss-Legendre keeps its
   geometric convergence on each panel, so a non-smooth point placed at a panel edge
   (``breakpoints``) costs nothing.
 * Accuracy: with 16 nodes per panel a Gaussian of std s is integrated to ~4e-10 (relative)
@@ -42,7 +42,7 @@ Memory stays bounded: data points are processed ``chunk_size`` at a time, so at 
 Every function takes ``decode``, a callable mapping a NumPy array z of shape (G, K) either to
 the mean (G, d), with ``noise_var`` giving Var[x | z] (a scalar or a (d,) array), or to a
 tuple (mean (G, d), var broadcastable to (G, d)) for decoders that output their own
-variance (LV-VAE, seed 003's heteroscedastic ground truth). It works the same for
+variance (LV-VAE, berger2020's heteroscedastic ground truth). It works the same for
 ground-truth decoders (``refvae.datasets``: ``Q.log_likelihood(x, **truth.quadrature_args)``)
 and learned ones (``lambda z: model_decode(params, z)``).
 """
@@ -312,7 +312,7 @@ def log_likelihood(x, decode, latent_dim, noise_var=None, *, grid_size=None, bou
                    chunk_size=None):
     """Exact log p(x_n) of a latent model with prior N(0, I_K), K = 1 or 2, by quadrature.
 
-    log p(x) = log sum_g cell_g N(z_g; 0, I) prod_j N(x_j; f_j(z_g), s2_j(z_g)) (MATH.md 3),
+    log p(x) = log sum_g cell_g N(z_g; 0, I) prod_j N(x_j; f_j(z_g), s2_j(z_g)) (docs/math.md 3),
     evaluated with logsumexp, every normalising constant included.
 
     Parameters
@@ -344,7 +344,7 @@ def log_likelihood(x, decode, latent_dim, noise_var=None, *, grid_size=None, bou
 
 def posterior_grid(x, decode, latent_dim, noise_var=None, *, grid_size=None, bound=None, breakpoints=None,
                    chunk_size=None):
-    """The exact posterior p(z | x_n) on the quadrature nodes (MATH.md 3).
+    """The exact posterior p(z | x_n) on the quadrature nodes (docs/math.md 3).
 
     Parameters are those of ``log_likelihood``. The result holds an (N, G) array: for large
     N use ``posterior_modes``, or call this on slices of x.

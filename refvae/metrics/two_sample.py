@@ -1,12 +1,12 @@
-"""The smooth k-NN two-sample statistic, k = 1 (Djolonga and Krause 2017; MATH.md 3).
+"""The smooth k-NN two-sample statistic, k = 1 (Djolonga and Krause 2017; docs/math.md 3).
 
-Seed 004 (App. E) compares samples of p(x) with samples of a learned p_theta(x) with it. Pool
+yacoby2020 (App. E) compares samples of p(x) with samples of a learned p_theta(x) with it. Pool
 the two samples u_1..u_n (n = n1 + n2, the first n1 from sample 1) and form
 
     D_ij = sqrt(1e-5 + ||u_i - u_j||^2),
     M_ij = softmax_{j != i}(-a D_ij)      (row i: a soft choice of u_i's nearest neighbour),
 
-averaged over a list of inverse temperatures a (``alphas``; MATH.md calls them temperatures:
+averaged over a list of inverse temperatures a (``alphas``; docs/math.md calls them temperatures:
 larger a means a harder nearest-neighbour choice). T = sum of M_ij over cross-sample pairs
 (i and j in different samples, both orders). Under the permutation null (the labels carry no
 information) T has
@@ -46,7 +46,7 @@ def _alphas(alphas):
 def soft_nn_matrix(u, alphas):
     """The soft nearest-neighbour matrix M (n, n) of the pooled points ``u`` (n, d), zero diagonal.
 
-    M_ij = softmax over j != i of -a D_ij, averaged over ``alphas`` (MATH.md 3); rows sum to 1.
+    M_ij = softmax over j != i of -a D_ij, averaged over ``alphas`` (docs/math.md 3); rows sum to 1.
     """
     u = _checks.array("u", u, ndim=2)
     alphas = _alphas(alphas)
@@ -66,7 +66,7 @@ def soft_nn_matrix(u, alphas):
 
 
 def smooth_knn_statistic(sample1, sample2, alphas):
-    """Smooth 1-NN two-sample statistic (Djolonga and Krause 2017), as defined in MATH.md 3.
+    """Smooth 1-NN two-sample statistic (Djolonga and Krause 2017), as defined in docs/math.md 3.
 
     Parameters
     ----------
@@ -78,7 +78,7 @@ def smooth_knn_statistic(sample1, sample2, alphas):
     -------
     float
         -(T - mean) / sqrt(1e-5 + var): about N(0, 1) when both samples share a distribution,
-        large positive when they differ (seed 004: lower means p_theta(x) matches p(x) better).
+        large positive when they differ (yacoby2020: lower means p_theta(x) matches p(x) better).
     """
     sample1 = _checks.array("sample1", sample1, ndim=2)
     sample2 = _checks.array("sample2", sample2, ndim=2)

@@ -55,7 +55,7 @@ def main(argv=None, stream=None):
     args = build_parser().parse_args(argv)
     if args.list:
         for c in REGISTRY.values():
-            print(f"{c.name:32s} seed {c.paper}  {c.kind:9s}  {c.statement}")
+            print(f"{c.name:32s} {c.paper:11s} {c.kind:9s}  {c.statement}")
         return 0
     names = list(REGISTRY)
     if args.only:

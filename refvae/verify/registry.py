@@ -20,12 +20,31 @@ from typing import Callable
 
 import numpy as np
 
-PAPERS = {
-    "000": "Yacoby, Pan, Doshi-Velez: Failure Modes of VAEs and Their Effects on Downstream Tasks",
-    "002": "Dai, Wang, Wipf: The Usual Suspects? Reassessing Blame for VAE Posterior Collapse (ICML 2020)",
-    "003": "Berger, Sebag: Variational Auto-Encoders: Not all failures are equal (2020)",
-    "004": "Yacoby, Pan, Doshi-Velez: Characterizing and Avoiding Problematic Global Optima of VAEs (AABI 2019)",
-}
+@dataclass(frozen=True)
+class Paper:
+    """One of the four source papers: its short key (used in claim names, reports and docstrings)."""
+    key: str
+    authors: str
+    title: str
+    venue: str
+
+    @property
+    def citation(self):
+        return f"{self.authors}, \"{self.title}\" ({self.venue})"
+
+
+# The short keys name a paper by first author and year, everywhere in refvae (docs/math.md lists them).
+PAPERS = {p.key: p for p in (
+    Paper("yacoby2021", "Yacoby, Pan, Doshi-Velez",
+          "Failure Modes of Variational Autoencoders and Their Effects on Downstream Tasks",
+          "ICLR 2021 submission"),
+    Paper("dai2020", "Dai, Wang, Wipf",
+          "The Usual Suspects? Reassessing Blame for VAE Posterior Collapse", "ICML 2020"),
+    Paper("berger2020", "Berger, Sebag", "Variational Auto-Encoders: Not all failures are equal", "2020"),
+    Paper("yacoby2020", "Yacoby, Pan, Doshi-Velez",
+          "Characterizing and Avoiding Problematic Global Optima of Variational Autoencoders",
+          "AABI 2019, PMLR 118"),
+)}
 KINDS = ("theorem", "empirical")
 PROFILES = ("mini", "quick", "full")
 
@@ -72,22 +91,90 @@ class Context:
 
 
 @dataclass
+class Part:
+    """One part of a paper's statement, judged on its own.
+
+    statement : the part, in the paper's terms ("IWAE beats LIN in test log-likelihood").
+    holds : whether refvae's measurement supports it.
+    evidence : the numbers behind the judgement, per restart where there are restarts.
+    rule : how ``holds`` was decided (e.g. "paired: IWAE > LIN in at least 2 of 3 restarts").
+    """
+    statement: str
+    holds: bool
+    evidence: str = ""
+    rule: str = ""
+
+
+@dataclass
+class Row:
+    """One measured quantity beside the paper's number for it.
+
+    quantity : what is measured ("LinearJTEx / VAE / test log-likelihood").
+    ours : one value per restart (or per data-set replicate), in run order.
+    paper : the paper's number for the same quantity (a float, a "mean +- sd" string) or None.
+    note : anything the reader needs to compare the two (a flag such as "still improving").
+    """
+    quantity: str
+    ours: list
+    paper: object = None
+    note: str = ""
+
+
+@dataclass
 class Outcome:
     """What a claim measured.
 
-    passed : for a theorem, whether it held; for an empirical claim, whether the paper's
-        observation was reproduced.
+    passed : for a theorem, whether it held; for an empirical claim, whether the paper's whole
+        statement was reproduced. May be left out when ``parts`` are given: it is then True
+        exactly when every part holds (and must agree with them when given).
     measured : dict of named numbers (floats, or lists over restarts/seeds) refvae measured.
+    summary : one sentence stating the comparison with both numbers.
     spread : dict of named spreads (standard deviations over restarts/seeds) where relevant.
     paper_value : what the paper reports, as text or numbers (None if the paper gives none).
-    summary : one sentence stating the comparison with both numbers.
+    figures : file names of the figures drawn (``Context.figure``).
+    parts : the paper's statement split into the parts judged separately (``Part``); an
+        empirical claim whose parts only partly hold is "partly reproduced".
+    rows : the paper's numbers beside refvae's, per restart (``Row``).
+    rule : the verdict rule in words (how the parts combine, what counts as settled).
+    choices : settings the paper does not give, name -> the value refvae chose and why, and
+        how the verdict depends on it where that was measured.
     """
-    passed: bool
-    measured: dict
-    summary: str
+    passed: bool | None = None
+    measured: dict = field(default_factory=dict)
+    summary: str = ""
     spread: dict = field(default_factory=dict)
     paper_value: object = None
     figures: list = field(default_factory=list)
+    parts: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    rule: str = ""
+    choices: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for i, part in enumerate(self.parts):
+            if not isinstance(part, Part):
+                raise TypeError(f"parts[{i}] must be a Part, got {type(part).__name__}")
+        for i, row in enumerate(self.rows):
+            if not isinstance(row, Row):
+                raise TypeError(f"rows[{i}] must be a Row, got {type(row).__name__}")
+        if self.parts:
+            every = all(bool(p.holds) for p in self.parts)
+            if self.passed is None:
+                self.passed = every
+            elif bool(self.passed) != every:
+                raise ValueError(f"passed={self.passed} contradicts the parts (all hold: {every})")
+        if self.passed is None:
+            raise ValueError("Outcome needs passed, or parts to derive it from")
+        self.passed = bool(self.passed)
+
+    @property
+    def verdict(self):
+        """"reproduced", "partly reproduced" or "not reproduced" (empirical wording)."""
+        if self.passed:
+            return "reproduced"
+        if any(bool(p.holds) for p in self.parts):
+            return "partly reproduced"
+        return "not reproduced"
 
 
 @dataclass(frozen=True)
@@ -146,7 +233,7 @@ class Result:
             return "ERROR"
         if self.claim.kind == "theorem":
             return "holds" if self.outcome.passed else "FAILS"
-        return "reproduced" if self.outcome.passed else "not reproduced"
+        return self.outcome.verdict
 
     @property
     def fails_run(self):

@@ -1,4 +1,4 @@
-"""analytic.hypersphere (seed 003 Theorem 1, MATH.md 4.6)."""
+"""analytic.hypersphere (berger2020 Theorem 1, docs/math.md 4.6)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,4 +1,4 @@
-"""analytic.linear_gaussian (MATH.md 4.1, 4.3; seed 004 App. C, Sec. 1)."""
+"""analytic.linear_gaussian (docs/math.md 4.1, 4.3; yacoby2020 App. C, Sec. 1)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -100,7 +100,7 @@ def test_noise_cov_forms_agree(model):
         np.testing.assert_allclose(lg.posterior(W, b, a, x).mean, lg.posterior(W, b, bb, x).mean, rtol=1e-15)
 
 
-# ---------------------------------------------------------------- seed 004 pedagogical models
+# ---------------------------------------------------------------- yacoby2020 pedagogical models
 
 
 @pytest.mark.parametrize("theta", [0.0, 0.05, -0.2, 0.29])
@@ -144,7 +144,7 @@ def test_pedagogical_c2_information_monte_carlo():
     assert_mc(samples, mi, label="I_B")
 
 
-# ---------------------------------------------------------------- MLE + posterior matching (MATH.md 4.3)
+# ---------------------------------------------------------------- MLE + posterior matching (docs/math.md 4.3)
 
 
 def test_vae_objective_terms_match_independent_routes(model):
@@ -179,7 +179,7 @@ def test_vae_objective_terms_match_independent_routes(model):
 
 
 def test_linear_jtex_ground_truth_reproduces_0532():
-    # Seed 004 Sec. 1: L(theta_GT, phi_GT) = 0.532, with the data distribution the ground
+    # yacoby2020 Sec. 1: L(theta_GT, phi_GT) = 0.532, with the data distribution the ground
     # truth's own marginal N(0, A A^T + sigma2 I), so the MLE term vanishes.
     A, B, s2 = lg.LINEAR_JTEX_A, lg.LINEAR_JTEX_B, lg.LINEAR_JTEX_SIGMA2
     S = A @ A.T + s2 * np.eye(2)
@@ -189,7 +189,7 @@ def test_linear_jtex_ground_truth_reproduces_0532():
 
 
 def test_linear_jtex_learned_optimum_reproduces_0196():
-    # Seed 004 Sec. 1: minimising L over A (B, sigma2 fixed) reaches L(theta*, phi*) = 0.196.
+    # yacoby2020 Sec. 1: minimising L over A (B, sigma2 fixed) reaches L(theta*, phi*) = 0.196.
     A_gt, B, s2 = lg.LINEAR_JTEX_A, lg.LINEAR_JTEX_B, lg.LINEAR_JTEX_SIGMA2
     S = A_gt @ A_gt.T + s2 * np.eye(2)
 

@@ -1,4 +1,4 @@
-"""analytic.linear_vae (MATH.md 4.4; Lucas et al. 2019; seed 002 Prop. 2)."""
+"""analytic.linear_vae (docs/math.md 4.4; Lucas et al. 2019; dai2020 Prop. 2)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -102,7 +102,7 @@ def test_collapse_threshold_is_top_eigenvalue():
 
 @pytest.mark.parametrize("ratio,collapsed", [(1.05, True), (0.95, False)])
 def test_collapse_threshold_by_bruteforce(ratio, collapsed):
-    # Seed 002 Prop. 2 (affine): with gamma fixed, the fully collapsed solution is a global
+    # dai2020 Prop. 2 (affine): with gamma fixed, the fully collapsed solution is a global
     # optimum iff gamma >= l_1. Maximise the ELBO over W, V, log D (offset at xbar).
     lam = np.array([2.0, 1.2, 0.4])
     X, _ = data_with_spectrum(np.random.default_rng(35), 30, lam)

@@ -1,4 +1,4 @@
-"""analytic.mfg: best diagonal Gaussian fit (seed 004 App. C.3, MATH.md 4.2)."""
+"""analytic.mfg: best diagonal Gaussian fit (yacoby2020 App. C.3, docs/math.md 4.2)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,4 +1,4 @@
-"""analytic.noise: ELBO-optimal noise variance (seed 000 Theorem 2, MATH.md 4.5)."""
+"""analytic.noise: ELBO-optimal noise variance (yacoby2021 Theorem 2, docs/math.md 4.5)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

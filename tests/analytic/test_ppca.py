@@ -1,4 +1,4 @@
-"""analytic.ppca (Tipping and Bishop; MATH.md 4.4; seed 002 Sec. 4)."""
+"""analytic.ppca (Tipping and Bishop; docs/math.md 4.4; dai2020 Sec. 4)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -1,4 +1,4 @@
-"""analytic.soft_threshold (seed 002 Eq. 5 and Prop. 1, MATH.md 4.7)."""
+"""analytic.soft_threshold (dai2020 Eq. 5 and Prop. 1, docs/math.md 4.7)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,7 +92,7 @@ def test_energy_matches_monte_carlo(problem):
 
 def test_affine_energy_is_twice_the_linear_vae_free_energy(problem):
     # alpha = 0 with mu_i = V (x_i - b), s_i^2 = D is the linear VAE:
-    # E = sum_i -2 ELBO_i - N d log 2 pi + N K (seed 002 drops the 1/2 and the constants).
+    # E = sum_i -2 ELBO_i - N d log 2 pi + N K (dai2020 drops the 1/2 and the constants).
     p = problem
     N, d = p["X"].shape
     K = p["W"].shape[1]

@@ -82,7 +82,7 @@ def test_cholesky_linear(seed, dim, batch, R, samples, b_scale, shared):
     check_layer(layer, rng.standard_normal(lead + (batch, dim)), rng, params)
 
 
-def test_cholesky_linear_is_seed004_c2_decoder():
+def test_cholesky_linear_is_yacoby2020_c2_decoder():
     import analytic.linear_gaussian as lg
     A, B = np.array([[0.75, 0.25], [1.5, -1.0]]), np.array([0.006, 0.006])
     W = lg.pedagogical_c2(A, B, 0.01).W

@@ -1,4 +1,4 @@
-"""Training loop: determinism, divergence stop, schedules, save/load, and learned noise (MATH.md 4.5)."""
+"""Training loop: determinism, divergence stop, schedules, save/load, and learned noise (docs/math.md 4.5)."""
 import io
 import re
 
@@ -167,7 +167,7 @@ def test_autoencoder_trains_through_fit():
 
 
 def test_learned_noise_equals_mean_squared_residual_under_own_encoder():
-    """MATH.md 4.5 (seed 000 Theorem 2): at convergence the learned s2 is the mean squared residual.
+    """docs/math.md 4.5 (yacoby2021 Theorem 2): at convergence the learned s2 is the mean squared residual.
 
     Trained with full-batch Adam, then a second phase with a 10x smaller step and 64 noise
     samples per point so that the stochastic-gradient jitter around the stationary point is

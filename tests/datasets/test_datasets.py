@@ -118,7 +118,7 @@ def test_c2_marginal_is_the_same_for_every_B(B):
     np.testing.assert_allclose(np.diag(ds.truth.noise_cov), 0.01 - b_diag, rtol=1e-14)
 
 
-def test_seed004_constants():
+def test_yacoby2020_constants():
     jt = D.linear_jtex(5, seed=0).truth
     np.testing.assert_allclose(jt.W @ jt.W.T, np.array(D.A_GT) @ np.array(D.A_GT).T + 0.006 * np.eye(2), rtol=1e-14)
     np.testing.assert_allclose(jt.noise_var, [0.004, 0.004], rtol=1e-14)
@@ -136,7 +136,7 @@ def test_seed004_constants():
     assert mob.noise_var == 1e-5
 
 
-# -- seed 000 sets -------------------------------------------------------------------------
+# -- yacoby2021 sets -------------------------------------------------------------------------
 def test_figure8_and_circle_curves():
     f8 = D.figure8(1, seed=0).truth.decode
     np.testing.assert_allclose(f8(np.zeros((1, 1))), [[0.0, 0.0]], atol=1e-15)      # z = 0: the crossing
@@ -205,7 +205,7 @@ def test_compression_embeds_figure8():
     assert D.compression(5, seed=0).x.shape == (5, 2)
 
 
-# -- seed 003 sets -------------------------------------------------------------------------
+# -- berger2020 sets -------------------------------------------------------------------------
 def test_three_noise_residual_variance_per_region():
     ds = D.three_noise(30000, seed=4)
     t, region = ds.aux["t"], ds.aux["region"]
@@ -234,7 +234,7 @@ def test_hypersphere_radii(radius, d):
     assert ds.truth.noise_var == 0.0
 
 
-# -- seed 002 sets -------------------------------------------------------------------------
+# -- dai2020 sets -------------------------------------------------------------------------
 def test_soft_threshold_axis_points():
     ds = D.soft_threshold_axis(500, seed=2, data_dim=4, scale=2.0)
     assert np.all(ds.x[:, 0] != 0)

@@ -1,4 +1,4 @@
-"""Seed 000's condition on Clusters and Spiral Dots: their exact posteriors are far from Gaussian.
+"""yacoby2021's condition on Clusters and Spiral Dots: their exact posteriors are far from Gaussian.
 
 For each point, the best diagonal-Gaussian fit min_q KL(q || p(z|x)) is searched on the exact
 quadrature posterior (``refvae.metrics.quadrature.kl_to_posterior``): a multi-start grid around

@@ -1,4 +1,4 @@
-"""The property each paper relies on, measured on the exact (quadrature) posteriors (MATH.md 5).
+"""The property each paper relies on, measured on the exact (quadrature) posteriors (docs/math.md 5).
 
 Mode counts use ``count_modes``' excess-mass rule with its default 5% (quadrature module).
 Shares measured with these seeds (and a larger run, for the report): Figure-8, points within

@@ -1,4 +1,4 @@
-"""refvae.metrics.quadrature against closed forms (MATH.md 3, 4.1), finer rules and hand-made posteriors."""
+"""refvae.metrics.quadrature against closed forms (docs/math.md 3, 4.1), finer rules and hand-made posteriors."""
 import math
 import warnings
 
@@ -11,7 +11,7 @@ from refvae import datasets
 from refvae.metrics import quadrature as Q
 
 
-# -- closed forms of x = W z + b + e, e ~ N(0, diag nv) (MATH.md 4.1) -----------------------
+# -- closed forms of x = W z + b + e, e ~ N(0, diag nv) (docs/math.md 4.1) -----------------------
 def linear_model(rng, d, k, n, nv_low=0.05, nv_high=0.3):
     W = rng.normal(size=(d, k))
     b = rng.normal(size=d)
@@ -129,7 +129,7 @@ def test_agrees_with_a_much_finer_rule_on_figure8():
 
 
 def test_breakpoints_make_a_piecewise_variance_exact():
-    # seed 003's three regions: the variance jumps at two z; without them as panel edges the
+    # berger2020's three regions: the variance jumps at two z; without them as panel edges the
     # rule is off by ~1e-2 for some points, and says so
     ds = datasets.three_noise(300, seed=5)
     qa = ds.truth.quadrature_args

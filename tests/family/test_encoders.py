@@ -1,4 +1,4 @@
-"""The non-amortised (per-point) encoder and fitting the encoder against a frozen decoder (MATH.md 2.5, 4.2)."""
+"""The non-amortised (per-point) encoder and fitting the encoder against a frozen decoder (docs/math.md 2.5, 4.2)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -80,14 +80,14 @@ def linear_gaussian_problem(seed, N=10):
     W = np.array([[1.0, 0.6, 0.3], [0.8, -0.2, 0.9]])
     b, s2 = np.array([0.1, -0.2, 0.3]), 0.2
     x = rng.standard_normal((N, 2)) @ W + b + np.sqrt(s2) * rng.standard_normal((N, 3))
-    P = np.eye(2) + W @ W.T / s2                        # posterior precision (MATH.md 4.1)
+    P = np.eye(2) + W @ W.T / s2                        # posterior precision (docs/math.md 4.1)
     mean = (x - b) @ W.T @ np.linalg.inv(P) / s2        # posterior means, (N, 2)
     return x, W, b, s2, P, mean
 
 
 def test_fit_encoder_reaches_the_best_mean_field_fit():
-    """Per-point encoder against the frozen true linear-Gaussian decoder (seed 004's reference posteriors)
-    converges to MATH.md 4.2's optimum: mean = posterior mean, variance = 1 / P_ii.
+    """Per-point encoder against the frozen true linear-Gaussian decoder (yacoby2020's reference posteriors)
+    converges to docs/math.md 4.2's optimum: mean = posterior mean, variance = 1 / P_ii.
 
     Tolerance 0.05 (in posterior standard deviations for the means, in nats for the log-variances):
     the iterates jitter around the optimum because every step uses fresh Monte Carlo noise; at Adam's

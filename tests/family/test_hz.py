@@ -1,4 +1,4 @@
-"""Henze-Zirkler statistic (MATH.md 2.4): hand computation, gradient, invariances, p-value."""
+"""Henze-Zirkler statistic (docs/math.md 2.4): hand computation, gradient, invariances, p-value."""
 import math
 
 import numpy as np
@@ -12,7 +12,7 @@ from refvae.metrics.hz import hz_beta, hz_moments, hz_pvalue, hz_statistic, hz_t
 
 
 def hz_by_loops(z):
-    """MATH.md 2.4 term by term, with explicit loops (S with divisor n)."""
+    """docs/math.md 2.4 term by term, with explicit loops (S with divisor n)."""
     n, p = z.shape
     zbar = np.zeros(p)
     for i in range(n):
@@ -43,7 +43,7 @@ def test_matches_double_loop(n, p, seed):
 
 
 def test_fixed_value_and_beta():
-    # beta of MATH.md 2.4 at n = 4, p = 1: (1/sqrt 2) (3 * 4 / 4)^(1/5)
+    # beta of docs/math.md 2.4 at n = 4, p = 1: (1/sqrt 2) (3 * 4 / 4)^(1/5)
     assert hz_beta(4, 1) == pytest.approx(3 ** 0.2 / math.sqrt(2), rel=1e-15)
     z = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 3.0], [-1.0, 0.5]])
     assert hz_statistic(z) == pytest.approx(hz_by_loops(z), rel=1e-12)

@@ -1,4 +1,4 @@
-"""Mutual information I_q, active units and the aggregate posterior vs the prior (MATH.md 3)."""
+"""Mutual information I_q, active units and the aggregate posterior vs the prior (docs/math.md 3)."""
 import math
 
 import numpy as np

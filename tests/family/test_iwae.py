@@ -1,4 +1,4 @@
-"""IWAE (MATH.md 2.1): gradients, S = 1 is the Monte Carlo ELBO, the bound ordering on a
+"""IWAE (docs/math.md 2.1): gradients, S = 1 is the Monte Carlo ELBO, the bound ordering on a
 linear-Gaussian model with closed-form log p(x), training with train.fit, bad inputs."""
 import math
 

@@ -1,4 +1,4 @@
-"""LiBI (MATH.md 2.4; seed 004 Sec. 2, App. D): step-1 loss and gradient, steps 2 and 3, the driver."""
+"""LiBI (docs/math.md 2.4; yacoby2020 Sec. 2, App. D): step-1 loss and gradient, steps 2 and 3, the driver."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import refvae.libi as libi_module
 from refvae.gradcheck import assert_grad
-from refvae.libi import (SEED004_GRID, LiBIStep1, fit_libi, init_libi, reinit_code, run_step1, run_step2,
+from refvae.libi import (YACOBY2020_GRID, LiBIStep1, fit_libi, init_libi, reinit_code, run_step1, run_step2,
                          safe_exp)
 from refvae.metrics.hz import hz_statistic
 from refvae.objectives import GaussianVAE
@@ -87,7 +87,7 @@ def test_step1_gradient(obs, restarts, K, batch, eps_hz, eps_sigma, eps_mu, cap,
 
 @pytest.mark.parametrize("restarts", [None, 2])
 def test_step1_gradient_in_the_capped_regime(restarts):
-    # eps_hz = 0.001 (seed 004's grid) with a cap of 3: the HZ penalty is on its linear branch.
+    # eps_hz = 0.001 (yacoby2020's grid) with a cap of 3: the HZ penalty is on its linear branch.
     vae = GaussianVAE.from_sizes(3, 2, hidden=(4,), activation="tanh", obs="scalar", sigma2=0.5)
     step1 = LiBIStep1(vae, eps_hz=0.001, eps_sigma=0.2, eps_mu=0.2, max_exponent=3.0)
     params = step1.init(np.random.default_rng(1), restarts)
@@ -97,9 +97,9 @@ def test_step1_gradient_in_the_capped_regime(restarts):
     assert_grad(lambda p: step1.value_and_grad(p, x), params, rtol=1e-6)
 
 
-def test_step1_is_finite_on_the_seed004_grid_extremes():
+def test_step1_is_finite_on_the_yacoby2020_grid_extremes():
     vae = small_vae()
-    step1 = LiBIStep1(vae, eps_hz=min(SEED004_GRID["eps_hz"]), eps_sigma=0.2, eps_mu=0.2)
+    step1 = LiBIStep1(vae, eps_hz=min(YACOBY2020_GRID["eps_hz"]), eps_sigma=0.2, eps_mu=0.2)
     params = step1.init(np.random.default_rng(0))
     x = toy_data(50, 0) * 30.0                                   # far-from-standard codes: huge exponents
     loss, grads, terms = step1.value_and_grad(params, x, with_terms=True)

@@ -1,4 +1,4 @@
-"""Importance-sampled log-likelihood (MATH.md 3): closed forms, quadrature, chunking, errors."""
+"""Importance-sampled log-likelihood (docs/math.md 3): closed forms, quadrature, chunking, errors."""
 import math
 import time
 
@@ -19,7 +19,7 @@ from refvae.train import fit
 
 def linear_gaussian(K=2, d=4, s2=0.05, n=100, seed=0, gains=(1.5, 0.7)):
     """A linear-decoder VAE whose decoder rows are orthogonal (so the exact posterior is mean-field),
-    data from its model, the closed-form log p(x) = log N(x; b, W^T W + s2 I) (MATH.md 4.1), and
+    data from its model, the closed-form log p(x) = log N(x; b, W^T W + s2 I) (docs/math.md 4.1), and
     the exact posterior's mean map A, offset c and variances v: mean(x) = x A + c."""
     rng = np.random.default_rng(seed)
     model = GaussianVAE.linear(d, K, obs="fixed", sigma2=s2)
@@ -145,7 +145,7 @@ def test_plan_respects_the_bound(n, s, width, restarts, log2_max):
         assert pc == n or (pc + 1) * s * restarts * width > max_elements
 
 
-def test_plan_for_seed004_sizes():
+def test_plan_for_yacoby2020_sizes():
     # S = 5000 samples on 10,000 points, a 64-wide decoder: never S x N x width at once.
     pc, sc = plan_chunks(10000, 5000, 64, max_elements=2 ** 22)
     assert (pc, sc) == (13, 5000)
@@ -156,7 +156,7 @@ class _Stop(Exception):
     pass
 
 
-def test_seed004_size_call_never_holds_s_by_n(monkeypatch):
+def test_yacoby2020_size_call_never_holds_s_by_n(monkeypatch):
     """The real call (S = 5000 on N = 10,000 points, a 64-wide decoder), stopped after its first
     blocks: each decoder call sees 13 points x 5000 samples, never 10,000 x 5000 (fast check of
     the slow run below)."""
@@ -226,7 +226,7 @@ def test_explicit_chunks_and_subsets_give_the_same_numbers():
 
 
 @pytest.mark.slow
-def test_seed004_size_run():
+def test_yacoby2020_size_run():
     # S = 5000 on N = 10,000 points for real (~15 s on 2 cores): only with -m slow.
     model, params, x, log_px, A, c, v = linear_gaussian(n=10000)
     q = with_encoder(model, params, A, c, v)

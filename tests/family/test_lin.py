@@ -1,5 +1,5 @@
-"""Lagging Inference Networks: the inner stopping rule, the aggressive phase and its MI stop, seed 004's
-segmented variant, the restarts axis (MATH.md 2.3)."""
+"""Lagging Inference Networks: the inner stopping rule, the aggressive phase and its MI stop, yacoby2020's
+segmented variant, the restarts axis (docs/math.md 2.3)."""
 import numpy as np
 import pytest
 

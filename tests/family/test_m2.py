@@ -1,4 +1,4 @@
-"""Semi-supervised M2 VAE (MATH.md 2.2): gradients of every part, the bounds against exact
+"""Semi-supervised M2 VAE (docs/math.md 2.2): gradients of every part, the bounds against exact
 log p(x) / log p(x, y) (closed form and quadrature), training on partly labelled data,
 sampling, bad inputs."""
 import math
@@ -73,7 +73,7 @@ def test_classifier_term_gradient(alpha, **kw):
 @settings(max_examples=25, deadline=None)
 @given(**case)
 def test_iwae_unlabelled_bound_gradient(**kw):
-    """-sum U_S(x) / B (seed 000 Sec. 5.2), every point unlabelled."""
+    """-sum U_S(x) / B (yacoby2021 Sec. 5.2), every point unlabelled."""
     check_m2_gradient("iwae", "unlabelled", 1.0, 1.0, **kw)
 
 

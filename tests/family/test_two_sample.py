@@ -1,4 +1,4 @@
-"""Smooth k-NN two-sample statistic, k = 1 (Djolonga and Krause 2017; MATH.md 3)."""
+"""Smooth k-NN two-sample statistic, k = 1 (Djolonga and Krause 2017; docs/math.md 3)."""
 import math
 
 import numpy as np
@@ -10,7 +10,7 @@ ALPHAS = (1.0, 5.0)
 
 
 def statistic_by_loops(s1, s2, alphas):
-    """MATH.md 3 written out entry by entry."""
+    """docs/math.md 3 written out entry by entry."""
     u = np.concatenate([s1, s2])
     n1, n2 = len(s1), len(s2)
     n = n1 + n2

@@ -1,7 +1,7 @@
-"""Seed 003 Theorem 1: a fixed-sigma VAE on a circle collapses to the centre when r^2 < d sigma2.
+"""berger2020 Theorem 1: a fixed-sigma VAE on a circle collapses to the centre when r^2 < d sigma2.
 
 Data on the circle of radius r in R^2 (d = 2); F-VAE (fixed observation variance sigma2) with
-a 1-D latent and MLP encoder and decoder, trained with refvae. Theorem 1 (MATH.md 4.6;
+a 1-D latent and MLP encoder and decoder, trained with refvae. Theorem 1 (docs/math.md 4.6;
 ``analytic.hypersphere``) is about the best decoder: by symmetry its outputs are uniform on a
 concentric circle of radius rho, and the expected log-likelihood F(rho) is maximised at
 rho* = 0 when r^2 <= 2 sigma2 and at rho* in (0, r) otherwise.

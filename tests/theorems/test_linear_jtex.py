@@ -1,13 +1,13 @@
-"""Seed 004 Sec. 1 and App. C.1-C.2: the ELBO's global optimum trades p(x) for simple posteriors.
+"""yacoby2020 Sec. 1 and App. C.1-C.2: the ELBO's global optimum trades p(x) for simple posteriors.
 
-LinearJTEx (check g). The learned model is seed 004's own family, x = chol(A A^T + B) z + e,
+LinearJTEx (check g). The learned model is yacoby2020's own family, x = chol(A A^T + B) z + e,
 e ~ N(0, sigma2 I - B), B fixed, A learned (``CholeskyLinear`` decoder, affine mean-field
 encoder). The Cholesky parameterisation matters: with a free linear decoder W the VAE could
 rotate the latent space (W -> W R) until the posterior is diagonal at no cost in p(x), and
 the phenomenon disappears (L = 0 is then attainable: W W^T = S - (sigma2 - B) I). With it,
 the VAE's optimum A* fits the data covariance worse (MLE term > 0) to make the posterior
 nearly diagonal (posterior-matching term smaller), for a lower total
-L = KL(p || p_theta) + E KL(q || p_theta(z|x)) than the ground truth's (seed 004: 0.532 at
+L = KL(p || p_theta) + E KL(q || p_theta(z|x)) than the ground truth's (yacoby2020: 0.532 at
 the truth, 0.196 at the learned optimum). The analytic side is
 ``analytic.linear_gaussian.c2_objective``; analytic has no arg-min of it, so the test
 minimises that closed form numerically (scipy BFGS, several starts).
@@ -33,7 +33,7 @@ from refvae.train import fit_stages
 from refvae.metrics.likelihood import objective_estimate
 
 SIGMA2, B, A_GT = lg.LINEAR_JTEX_SIGMA2, lg.LINEAR_JTEX_B, lg.LINEAR_JTEX_A
-N = 500                  # seed 004's training-set size
+N = 500                  # yacoby2020's training-set size
 
 
 # ----------------------------------------------------------------------------- LinearJTEx
@@ -102,7 +102,7 @@ def test_vae_prefers_a_model_that_misfits_the_data(jtex):
 
 
 def test_refvae_loss_is_seed_004_L_plus_data_entropy(jtex):
-    """refvae's -ELBO minus H(N(0, M2)) is L(theta, phi) of seed 004 Eq. 2, exactly in expectation.
+    """refvae's -ELBO minus H(N(0, M2)) is L(theta, phi) of yacoby2020 Eq. 2, exactly in expectation.
 
     With the learned (not the optimal) encoder, L = MLE term + E_x KL(q_phi || p_theta(z|x));
     the KL comes from analytic (``mfg.kl_diag`` against ``posterior``), the MLE term from

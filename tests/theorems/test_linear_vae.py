@@ -1,4 +1,4 @@
-"""The linear VAE reaches the PPCA optimum (MATH.md 4.4; seed 002 Sec. 4 and Prop. 2).
+"""The linear VAE reaches the PPCA optimum (docs/math.md 4.4; dai2020 Sec. 4 and Prop. 2).
 
 A ``GaussianVAE.linear`` (affine encoder and decoder) is trained with refvae on Gaussian data
 with a chosen spectrum and compared with the closed forms of ``analytic.ppca`` and
@@ -12,7 +12,7 @@ gap vanishes at the optimum, where W^T W is diagonal).
 
 Fixed noise gamma (check b): exactly the directions with eigenvalue l_j > gamma stay active,
 with column norms sqrt(l_j - gamma); the others are pruned (W column 0, q(z_j|x) = N(0, 1));
-gamma >= l_1 collapses every dimension (seed 002 Proposition 2, affine case).
+gamma >= l_1 collapses every dimension (dai2020 Proposition 2, affine case).
 """
 import numpy as np
 import pytest
@@ -122,7 +122,7 @@ def test_refvae_loss_is_the_exact_linear_vae_elbo(data, learned_noise):
 # ------------------------------------------------------------------------------------ b
 @pytest.mark.parametrize("fraction, n_active", [(0.25, 2), (0.75, 1), (1.5, 0)])
 def test_fixed_noise_prunes_exactly_the_small_eigenvalues(data, fraction, n_active):
-    """gamma = fraction * l_1: active dimensions are those with l_j > gamma (seed 002 Sec. 4, Prop. 2)."""
+    """gamma = fraction * l_1: active dimensions are those with l_j > gamma (dai2020 Sec. 4, Prop. 2)."""
     K = 3
     gamma = fraction * linear_vae.collapse_threshold(data)          # l_1, the largest eigenvalue
     _, eig, _ = ppca.eigen(data)

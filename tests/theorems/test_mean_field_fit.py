@@ -1,12 +1,12 @@
 """An encoder trained against a frozen linear-Gaussian decoder reaches the best mean-field fit.
 
-Seed 004 App. C.3 (MATH.md 4.2-4.3). The decoder is the LinearJTEx ground truth of seed 004's
+yacoby2020 App. C.3 (docs/math.md 4.2-4.3). The decoder is the LinearJTEx ground truth of yacoby2020's
 C.2 model, x = L z + e with L = chol(A A^T + B), e ~ N(0, sigma2 I - B), frozen; only the
 encoder is trained (``refvae.train.fit`` with ``only=("enc.",)``). The exact posterior
 p(z | x) = N(P^-1 L^T Psi^-1 x, P^-1) has a covariance that does not depend on x and a mean
 linear in x, so an affine mean-field encoder can reach the best fit exactly: mean = the
 posterior mean, variances v_i = 1 / P_ii, and E_x KL(q || p(z|x)) = analytic.mfg.min_kl(P^-1)
-(seed 004's posterior-matching term at the ground truth, 0.532).
+(yacoby2020's posterior-matching term at the ground truth, 0.532).
 """
 import numpy as np
 import pytest
@@ -67,7 +67,7 @@ def test_encoder_reaches_best_mean_field_fit(setting):
 def test_posterior_matching_term_is_the_analytic_minimum(setting):
     model, params, X, ds, post = setting
     min_kl = mfg.min_kl(post.cov)
-    # seed 004 Sec. 1: L(theta_GT, phi_GT) = 0.532 (the MLE term is 0 at the truth)
+    # yacoby2020 Sec. 1: L(theta_GT, phi_GT) = 0.532 (the MLE term is 0 at the truth)
     assert round(min_kl, 3) == 0.532
     mu, lv = model.encode(params, X)
     for r in range(RESTARTS):
@@ -79,7 +79,7 @@ def test_posterior_matching_term_is_the_analytic_minimum(setting):
 
 
 def test_refvae_loss_decomposes_into_likelihood_and_posterior_matching(setting):
-    """-ELBO(x) = -log p(x) + KL(q(z|x) || p(z|x)) exactly, point by point (seed 004 Eq. 2).
+    """-ELBO(x) = -log p(x) + KL(q(z|x) || p(z|x)) exactly, point by point (yacoby2020 Eq. 2).
 
     refvae's Monte Carlo -ELBO of the trained encoder against analytic's exact log-likelihood
     plus the exact KL to the exact posterior: equal in expectation, so 4 standard errors.

@@ -1,22 +1,22 @@
-"""Seed 000 Theorem 2: the learned observation noise is the mean squared residual under q.
+"""yacoby2021 Theorem 2: the learned observation noise is the mean squared residual under q.
 
 For fixed decoder theta and encoder phi, -ELBO is minimised over a constant noise variance
 at s2_j = (1/N) sum_n E_q(z|x_n)[(x_nj - f_j(z))^2] (per coordinate; the scalar version also
-averages over j) (MATH.md 4.5; ``analytic.noise.optimal_variance``). The closed form is
+averages over j) (docs/math.md 4.5; ``analytic.noise.optimal_variance``). The closed form is
 evaluated on residuals under the model's *own* encoder, with many Monte Carlo samples per
 point and a standard error computed from them.
 
-A Gaussian VAE with an MLP encoder and decoder and a learned noise (scalar: seed 003's
-LS-VAE; per-dimension vector) is trained with refvae on seed 000's Circle (true noise 0.01):
+A Gaussian VAE with an MLP encoder and decoder and a learned noise (scalar: berger2020's
+LS-VAE; per-dimension vector) is trained with refvae on yacoby2021's Circle (true noise 0.01):
 
 - at convergence of joint training the learned noise equals the closed form for the current
   (theta, phi). With Monte Carlo gradients "convergence" is a stationary jitter of all
   parameters, and the stationarity condition of the noise holds on average over it, so the
   comparison is made at 10 iterates spread over the last training stage and averaged;
-- refitting only the noise with theta, phi frozen (seed 000's "refit") from a wrong start
+- refitting only the noise with theta, phi frozen (yacoby2021's "refit") from a wrong start
   lands on the closed form within its Monte Carlo error.
 
-The learned noise (0.012-0.013 here) exceeds the true 0.01, as seed 000 reports on Spiral
+The learned noise (0.012-0.013 here) exceeds the true 0.01, as yacoby2021 reports on Spiral
 Dots (0.014-0.020), but that is a property of the fit reached, not of the theorem: a run that
 models one coordinate only can leave the other below 0.01, so it is not asserted.
 """
@@ -96,7 +96,7 @@ def test_refit_noise_lands_on_closed_form(trained):
     obs, model, params, X, _ = trained
     per_dim = obs == "vector"
     s2, se = closed_form(model, params, X, per_dim, n_samples=400, seed=11)
-    # start 5x too large; only the noise is trained, theta and phi frozen (seed 000's refit)
+    # start 5x too large; only the noise is trained, theta and phi frozen (yacoby2021's refit)
     start = with_values(params, dec__obs_logvar=params["dec.obs_logvar"] + np.log(5.0))
     refit, _ = fit_stages(model, start, X, stages=[(0.03, 300), (0.003, 300), (0.001, 300)], seed=2,
                      only=("dec.obs_logvar",), average=300, n_samples=8)

@@ -1,11 +1,11 @@
-"""Seed 002 Proposition 1: the soft-threshold decoder's collapsed point is a bad local minimum.
+"""dai2020 Proposition 1: the soft-threshold decoder's collapsed point is a bad local minimum.
 
 Decoder mean pi_a(W z) + b (``Linear`` without its bias, ``SoftThreshold(a)``, then an output
 offset ``Shift``), learned scalar noise gamma, amortised MLP encoder; data on one axis,
-x_i = t_i e_1 in R^2 (``datasets.soft_threshold_axis``). MATH.md 4.7; closed forms from
+x_i = t_i e_1 in R^2 (``datasets.soft_threshold_axis``). docs/math.md 4.7; closed forms from
 ``analytic.soft_threshold``.
 
-Energy and loss. ``analytic.soft_threshold.energy`` is seed 002 Eq. 5, summed over points,
+Energy and loss. ``analytic.soft_threshold.energy`` is dai2020 Eq. 5, summed over points,
 for per-point q_i = N(mu_i, diag s_i^2); it drops the factor 1/2 of the Gaussian
 log-densities and their constants. Per data point refvae's loss is -ELBO with every constant:
 
@@ -38,7 +38,7 @@ from refvae.metrics.likelihood import objective_estimate
 
 N, D, K = 200, 2, 1
 ALPHA = 0.5
-# every parameter except the inner bias of the Linear, which seed 002's decoder does not have
+# every parameter except the inner bias of the Linear, which dai2020's decoder does not have
 TRAINED = ("enc.", "dec.0.W", "dec.2.b", "dec.obs_logvar")
 
 

@@ -16,16 +16,16 @@ def fake_claims(monkeypatch):
     import refvae.verify.cli as cli
     monkeypatch.setattr(cli, "REGISTRY", registry.REGISTRY)
 
-    @claim("fake_theorem", paper="004", kind="theorem", statement="1 + 1 = 3", paper_figure="Eq. 0")
+    @claim("fake_theorem", paper="yacoby2020", kind="theorem", statement="1 + 1 = 3", paper_figure="Eq. 0")
     def fake_theorem(ctx):
         ctx.progress(0.5, "halfway")
         return Outcome(passed=1 + 1 == 3, measured={"sum": 2.0}, summary="1 + 1 = 2, not 3", paper_value=3.0)
 
-    @claim("fake_empirical", paper="000", kind="empirical", statement="the sky is green")
+    @claim("fake_empirical", paper="yacoby2021", kind="empirical", statement="the sky is green")
     def fake_empirical(ctx):
         return Outcome(passed=False, measured={"hue": [0.6, 0.61]}, spread={"hue": 0.01}, summary="blue")
 
-    @claim("fake_broken", paper="002", kind="empirical", statement="raises")
+    @claim("fake_broken", paper="dai2020", kind="empirical", statement="raises")
     def fake_broken(ctx):
         raise RuntimeError("boom")
     return registry.REGISTRY
@@ -46,7 +46,7 @@ def test_failing_theorem_exits_nonzero_and_reports(fake_claims, tmp_path, capsys
     c = {x["name"]: x for x in rep["claims"]}
     assert c["fake_theorem"]["paper_value"] == 3.0 and c["fake_theorem"]["measured"] == {"sum": 2.0}
     assert c["fake_empirical"]["verdict"] == "not reproduced" and c["fake_empirical"]["spread"] == {"hue": 0.01}
-    assert "| `fake_theorem` | 004 | theorem | **FAILS** | 3 | 1 + 1 = 2, not 3 |" in md
+    assert "| `fake_theorem` | yacoby2020 | theorem | **FAILS** | 3 | 1 + 1 = 2, not 3 |" in md
 
 
 def test_empirical_failure_alone_exits_zero(fake_claims, tmp_path):
@@ -72,9 +72,9 @@ def test_registry_rejects_bad_claims():
     with pytest.raises(ValueError, match="paper must be one of"):
         claim("x", paper="001", kind="theorem", statement="")
     with pytest.raises(ValueError, match="kind must be one of"):
-        claim("x", paper="000", kind="conjecture", statement="")
+        claim("x", paper="yacoby2021", kind="conjecture", statement="")
     with pytest.raises(ValueError, match="registered twice"):
-        claim(next(iter(REGISTRY)), paper="000", kind="theorem", statement="")(lambda ctx: None)
+        claim(next(iter(REGISTRY)), paper="yacoby2021", kind="theorem", statement="")(lambda ctx: None)
 
 
 def test_context_rng_is_reproducible_and_tag_dependent():
@@ -90,7 +90,7 @@ def test_markdown_cells_escape_pipes_and_seed_reaches_claims(monkeypatch, tmp_pa
     import refvae.verify.cli as cli
     monkeypatch.setattr(cli, "REGISTRY", registry.REGISTRY)
 
-    @claim("fake_pipes", paper="004", kind="empirical", statement="a | b")
+    @claim("fake_pipes", paper="yacoby2020", kind="empirical", statement="a | b")
     def fake_pipes(ctx):
         return Outcome(passed=True, measured={"seed": ctx.seed, "draw": float(ctx.rng("t").standard_normal())},
                        summary="KL(p || q) = 1\nsecond line", paper_value="x | y")

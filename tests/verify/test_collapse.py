@@ -1,4 +1,4 @@
-"""refvae.experiments.collapse: the pieces the seed-002 claims rely on but do not check themselves.
+"""refvae.experiments.collapse: the pieces the dai2020 claims rely on but do not check themselves.
 
 The claims (run in miniature by test_claims.py) check the theorems; these tests pin the plumbing
 under them: the mapping of refvae's parameters to analytic's

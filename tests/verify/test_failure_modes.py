@@ -1,4 +1,4 @@
-"""Pieces of refvae.experiments.failure_modes (seed 000) that the claim runs do not check themselves.
+"""Pieces of refvae.experiments.failure_modes (yacoby2021) that the claim runs do not check themselves.
 
 The claims (tests/verify/test_claims.py runs them in miniature) exercise the experiments end to
 end; here: the comparison rule they all use, the angle distance of the M2 claim, the refining

@@ -12,7 +12,7 @@ from refvae.experiments import jtex
 
 
 def test_model_samples_follow_the_model_marginal():
-    # LinearJTEx's VAE at A = A_GT generates p(x) = N(0, A A^T + sigma2 I) (MATH.md 4.1):
+    # LinearJTEx's VAE at A = A_GT generates p(x) = N(0, A A^T + sigma2 I) (docs/math.md 4.1):
     # each entry of the sample covariance within 4 standard errors (n = 20000, fixed seed)
     model = jtex.jtex_model()
     params = model.init(np.random.default_rng(0), restarts=2)
@@ -44,12 +44,12 @@ def test_knn_score_null_level_and_power():
     assert means[1] > 3.0 and means[1] > means[0] + 4 * ses[1]     # a shift of one sd is detected
 
 
-def test_minimise_objective_reaches_seed004_optimum():
+def test_minimise_objective_reaches_yacoby2020_optimum():
     population = jtex.A_GT @ jtex.A_GT.T + jtex.SIGMA2 * np.eye(2)
     L_star, A_star = jtex.minimise_objective(population, starts=3)
     assert round(L_star, 3) == 0.196
-    assert sum(jtex.seed004_objective(A_star, population)) == pytest.approx(L_star, abs=1e-12)
-    assert round(sum(jtex.seed004_objective(jtex.A_GT, population)), 3) == 0.532
+    assert sum(jtex.yacoby2020_objective(A_star, population)) == pytest.approx(L_star, abs=1e-12)
+    assert round(sum(jtex.yacoby2020_objective(jtex.A_GT, population)), 3) == 0.532
 
 
 def test_second_moment_is_about_zero():

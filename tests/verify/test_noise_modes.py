@@ -15,7 +15,7 @@ from refvae.experiments import hypersphere, noise_modes
 
 def test_mc_elbo_matches_the_exact_linear_vae_elbo():
     # A linear VAE whose encoder log-variance does not depend on x has the closed-form ELBO of
-    # analytic.linear_vae (MATH.md 4.4); mc_elbo must agree within 4 of its standard errors.
+    # analytic.linear_vae (docs/math.md 4.4); mc_elbo must agree within 4 of its standard errors.
     rng = np.random.default_rng(5)
     d, K, s2 = 3, 2, 0.3
     x = rng.standard_normal((400, d)) @ rng.standard_normal((d, d))

@@ -1,4 +1,4 @@
-"""Claims of seed 000: Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their Effects on Downstream Tasks"."""
+"""Claims of yacoby2021: Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their Effects on Downstream Tasks"."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +15,7 @@ from ...train import fit
 from ..registry import Outcome, claim
 
 
-@claim("noise_theorem2", paper="000", kind="theorem",
+@claim("noise_theorem2", paper="yacoby2021", kind="theorem",
        statement="For fixed theta, phi the ELBO-optimal observation variance is the mean squared residual "
                  "under the encoder (Theorem 2), so a jointly trained learned variance equals it at convergence.",
        paper_figure="Theorem 2 (a closed form; no number)")
@@ -82,7 +82,7 @@ def _sd(a):
 
 def _px_settings(ctx, lin):
     """Sizes of ``px_experiment`` per profile. quick: IWAE continues from the VAE's solution (see
-    ``px_experiment``); full: seed 000's protocol, IWAE trained from the initialisation."""
+    ``px_experiment``); full: yacoby2021's protocol, IWAE trained from the initialisation."""
     return ctx.scale(
         mini=dict(restarts=2, n_train=64, n_test=100, schedule=((1e-2, 300),), tail=((1e-3, 40),), batch_size=32,
                   iwae_samples=20, knn_size=50, knn_repeats=4, n_val=32, objective_samples=4, lin=lin),
@@ -127,9 +127,9 @@ def _px_line(res):
     m = res.methods
     parts = [f"{label} {_ms(v.test_ll)}" for label, v in m.items()]
     knn = [f"{label} {_ms(v.knn, 2)}" for label, v in m.items()]
-    # a protocol that departs from seed 000's is said next to the numbers it produced
+    # a protocol that departs from yacoby2021's is said next to the numbers it produced
     start = (" [IWAE continued from the VAE's solution for the last stage only, not trained from the "
-             "initialisation as in seed 000]" if res.settings["iwae_start"] == "vae" else "")
+             "initialisation as in yacoby2021]" if res.settings["iwae_start"] == "vae" else "")
     return (f"{res.dataset}: held-out log p(x) per point {', '.join(parts)} (truth {res.truth_ll:.3f}); "
             f"k-NN statistic {', '.join(knn)} (truth {res.truth_knn:.2f}){start}")
 
@@ -154,14 +154,14 @@ def _iwae_beats_vae(ctx, dataset):
                    paper_value="IWAE learns p(x) better than LIN, which outperforms the VAE but, like it, "
                                "compromises p(x) (Fig. 1; App. D.1 with the numbers is lost)",
                    summary=f"{_px_line(res)}. {verdict}.",
-                   figures=[f for f in [_px_figure(ctx, [res], f"seed000_px_{dataset}")] if f])
+                   figures=[f for f in [_px_figure(ctx, [res], f"yacoby2021_px_{dataset}")] if f])
 
 
 _PX_RULE = ("'beats': the intervals mean +- sd over restarts are disjoint (refvae.experiments.failure_modes."
             "compare_restarts).")
 
 
-@claim("iwae_beats_vae_figure8", paper="000", kind="empirical",
+@claim("iwae_beats_vae_figure8", paper="yacoby2021", kind="empirical",
        statement="On Figure-8 (K = 1) the VAE's solution fits p(x) worse than IWAE with S = 20 importance samples: "
                  "higher held-out log-likelihood (quadrature) for IWAE and no worse smooth k-NN statistic; "
                  "Lagging Inference Networks do not close the gap (IWAE beats LIN). " + _PX_RULE,
@@ -170,7 +170,7 @@ def iwae_beats_vae_figure8(ctx):
     return _iwae_beats_vae(ctx, "figure8")
 
 
-@claim("iwae_beats_vae_clusters", paper="000", kind="empirical",
+@claim("iwae_beats_vae_clusters", paper="yacoby2021", kind="empirical",
        statement="On Clusters (K = 1) the VAE's solution fits p(x) worse than IWAE with S = 20 importance samples: "
                  "higher held-out log-likelihood (quadrature) for IWAE and no worse smooth k-NN statistic; "
                  "Lagging Inference Networks do not close the gap (IWAE beats LIN). " + _PX_RULE,
@@ -179,7 +179,7 @@ def iwae_beats_vae_clusters(ctx):
     return _iwae_beats_vae(ctx, "clusters")
 
 
-@claim("vae_matches_iwae_circle_absval", paper="000", kind="empirical",
+@claim("vae_matches_iwae_circle_absval", paper="yacoby2021", kind="empirical",
        statement="On Circle and Absolute-Value (one condition of Theorem 1 fails) the VAE fits p(x) as well as IWAE "
                  "(S = 20): held-out log-likelihood and smooth k-NN statistic match, i.e. the intervals mean +- sd "
                  "over restarts overlap (refvae.experiments.failure_modes.compare_restarts).",
@@ -206,10 +206,10 @@ def vae_matches_iwae_circle_absval(ctx):
                    paper_value="VAE training recovers p(x) as well as IWAE on both, from random or ground-truth "
                                "initialisation (Fig. 1b, 1d; no numbers)",
                    summary="; ".join(lines) + (". Reproduced." if ok else ". Not reproduced."),
-                   figures=[f for f in [_px_figure(ctx, results, "seed000_px_circle_absval")] if f])
+                   figures=[f for f in [_px_figure(ctx, results, "yacoby2021_px_circle_absval")] if f])
 
 
-@claim("spiral_dots_noise", paper="000", kind="empirical",
+@claim("spiral_dots_noise", paper="yacoby2021", kind="empirical",
        statement="On Spiral Dots (true noise variance 0.01) the ELBO overestimates the observation noise: refitted "
                  "for a trained (theta, phi) (Theorem 2: the mean squared residual under q) it exceeds 0.01, and "
                  "learned jointly with theta, phi it exceeds the refitted value (mean - sd > 0.01 for both; joint "
@@ -247,7 +247,7 @@ def spiral_dots_noise(ctx):
                   f"{'above' if joint_more else 'not above'} the refit value.")
 
 
-@claim("elbo_prefers_more_latents", paper="000", kind="empirical",
+@claim("elbo_prefers_more_latents", paper="yacoby2021", kind="empirical",
        statement="On data with a K = 1 ground truth (refvae.datasets.compression: the Figure-8 curve in the plane) "
                  "the ELBO prefers a K = 2 VAE to a K = 1 VAE (both with a learned noise variance): held-out "
                  "ELBO intervals mean +- sd over restarts disjoint in K = 2's favour.",
@@ -285,10 +285,10 @@ def elbo_prefers_more_latents(ctx):
 _COLLAPSE_LEVEL = 2.0
 
 
-@claim("m2_functional_collapse", paper="000", kind="empirical",
+@claim("m2_functional_collapse", paper="yacoby2021", kind="empirical",
        statement="On Discrete Semi-Circle with 10% labels the M2 VAE's class conditionals p(x|y=0), p(x|y=1) "
                  "collapse onto one distribution while the importance-weighted M2's stay distinct: for the "
-                 "restart with the best training objective (seed 000's selection), the smooth k-NN statistic "
+                 "restart with the best training objective (yacoby2021's selection), the smooth k-NN statistic "
                  "between equal-size samples of the two conditionals (~N(0, 1) when they coincide) is below 2 "
                  "for M2 and above 2 for IWAE-M2.",
        paper_figure="Fig. 2b (Sec. 5.2): the VAE learns two nearly identical functions, IWAE two distinct, "
@@ -342,4 +342,4 @@ def m2_functional_collapse(ctx):
                 + ("Reproduced" if passed else "Not reproduced")
                 + f": M2 {'collapsed' if collapsed else 'did not collapse'}, IWAE-M2 "
                   f"{'distinct' if distinct else 'not distinct'}.",
-        figures=[f for f in [ctx.figure("seed000_m2_conditionals", draw)] if f])
+        figures=[f for f in [ctx.figure("yacoby2021_m2_conditionals", draw)] if f])

@@ -1,4 +1,4 @@
-"""Claims of seed 003: Berger and Sebag, "Variational Auto-Encoders: Not all failures are equal"."""
+"""Claims of berger2020: Berger and Sebag, "Variational Auto-Encoders: Not all failures are equal"."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,12 +35,12 @@ def _draw_radius(runs, r, d):
         grid = ah.radius_grid(rs, sig ** 2, d)
         im = ax2.imshow(grid, origin="lower", extent=(sig[0], sig[-1], rs[0], rs[-1]), aspect="auto")
         ax2.plot(sig, np.sqrt(d) * sig, "w--", lw=1)
-        ax2.set(xlabel="sigma", ylabel="r", title="rho*/r (seed 003 Fig. 2)", ylim=(rs[0], rs[-1]))
+        ax2.set(xlabel="sigma", ylabel="r", title="rho*/r (berger2020 Fig. 2)", ylim=(rs[0], rs[-1]))
         fig.colorbar(im, ax=ax2)
     return draw
 
 
-@claim("hypersphere_threshold", paper="003", kind="theorem",
+@claim("hypersphere_threshold", paper="berger2020", kind="theorem",
        statement="A fixed-variance VAE on data uniform on a circle of radius r (d = 2) collapses to the "
                  "centre (decoded radius 0) when r^2 < d sigma2, and decodes a circle of the optimal radius "
                  "rho* of Theorem 1 (0 < rho* < r) when r^2 > d sigma2.",
@@ -101,11 +101,11 @@ def _draw_modes(res):
                      yerr=[np.std(res.modes[k].elbo) for k in labels], fmt="o")
         ax1.axhline(res.true_log_likelihood, color="0.6", ls="--", label="exact log p(x)")
         ax1.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
-        ax1.set(ylabel="held-out ELBO", title="seed 003 Table 1", ylim=(res.true_log_likelihood - 3, None))
+        ax1.set(ylabel="held-out ELBO", title="berger2020 Table 1", ylim=(res.true_log_likelihood - 3, None))
         ax1.legend(fontsize=7)
         traj = np.asarray(res.modes["LS"].trajectory).reshape(len(res.modes["LS"].trajectory), -1)
         ax2.plot(traj, lw=0.8)
-        ax2.set(yscale="log", xlabel="step", ylabel="LS-VAE sigma2", title="learned sigma2 (seed 003 Fig. 10)")
+        ax2.set(yscale="log", xlabel="step", ylabel="LS-VAE sigma2", title="learned sigma2 (berger2020 Fig. 10)")
     return draw
 
 
@@ -113,7 +113,7 @@ def _stats(mode):
     return float(np.mean(mode.elbo)), float(np.std(mode.elbo))
 
 
-@claim("three_noise_ordering", paper="003", kind="empirical",
+@claim("three_noise_ordering", paper="berger2020", kind="empirical",
        statement="On the three-noise-region manifold the ELBO orders LV-VAE > LS-VAE > the best F-VAE "
                  "(sigma in {1, 0.5, 0.1, 0.05, 0.01}); F*-VAE (sigma fixed at LS-VAE's learned value) falls "
                  "below LS-VAE; an F-VAE following LS-VAE's learned sigma2 trajectory reproduces LS-VAE.",

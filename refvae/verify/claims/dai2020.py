@@ -1,12 +1,12 @@
-"""Claims of seed 002: Dai, Wang, Wipf, "The Usual Suspects? Reassessing Blame for VAE Posterior Collapse".
+"""Claims of dai2020: Dai, Wang, Wipf, "The Usual Suspects? Reassessing Blame for VAE Posterior Collapse".
 
 Thin wrappers around ``refvae.experiments.collapse``: each claim picks sizes by profile, runs the
 experiment, decides the verdict and formats the numbers.
 
-- ``ppca_optimum`` (theorem, Sec. 4; MATH.md 4.4): a linear VAE with learned noise reaches PPCA.
+- ``ppca_optimum`` (theorem, Sec. 4; docs/math.md 4.4): a linear VAE with learned noise reaches PPCA.
 - ``fixed_gamma_pruning`` (theorem, Sec. 4 and Prop. 2 affine case): fixed gamma prunes exactly
   the directions with eigenvalue <= gamma; gamma >= l_1 collapses everything.
-- ``soft_threshold_local_minimum`` (theorem, Prop. 1; MATH.md 4.7): the collapsed point of the
+- ``soft_threshold_local_minimum`` (theorem, Prop. 1; docs/math.md 4.7): the collapsed point of the
   soft-threshold decoder is a local minimum that is not global.
 - ``ae_vs_vae_depth`` (empirical, Sec. 5-6, Fig. 1 top): the AE error lower-bounds the VAE's and
   grows once the networks are too deep.
@@ -52,7 +52,7 @@ def _r(a, digits=4):
 
 
 # ------------------------------------------------------------------------------------ 1
-@claim("ppca_optimum", paper="002", kind="theorem",
+@claim("ppca_optimum", paper="dai2020", kind="theorem",
        statement="A linear VAE with learned noise on Gaussian data reaches the PPCA optimum: W W^T and the "
                  "noise variance are PPCA's and its exact ELBO equals the PPCA maximum log-likelihood.",
        paper_figure="Sec. 4: with an affine decoder and learned gamma, the global optima recover the principal "
@@ -96,7 +96,7 @@ def ppca_optimum(ctx):
 
 
 # ------------------------------------------------------------------------------------ 2
-@claim("fixed_gamma_pruning", paper="002", kind="theorem",
+@claim("fixed_gamma_pruning", paper="dai2020", kind="theorem",
        statement="A linear VAE with fixed noise gamma keeps exactly the latent directions with eigenvalue "
                  "l_j > gamma, with decoder column norms sqrt(l_j - gamma), sets q(z_j|x) = N(0, 1) on the rest, "
                  "and gamma >= l_1 collapses every latent (Prop. 2, affine case).",
@@ -158,7 +158,7 @@ def fixed_gamma_pruning(ctx):
 
 
 # ------------------------------------------------------------------------------------ 3
-@claim("soft_threshold_local_minimum", paper="002", kind="theorem",
+@claim("soft_threshold_local_minimum", paper="dai2020", kind="theorem",
        statement="With a soft-threshold decoder pi_a(Wz) + b (a > 0, learned gamma, per-point encoder) the "
                  "collapsed point q = p(z), p(x) = N(xbar, gammabar I) is a local minimum of Eq. 5 (training "
                  "started next to it returns to its energy; with a = 0 the same starts escape) but not the "
@@ -222,7 +222,7 @@ def soft_threshold_local_minimum(ctx):
 
 # ------------------------------------------------------------------------------------ 4, 5
 def _depth_setup(ctx, tag):
-    """Data and sizes shared by the depth claims (seed 002 Sec. 6, at CPU scale)."""
+    """Data and sizes shared by the depth claims (dai2020 Sec. 6, at CPU scale)."""
     n = ctx.scale(300, 1000, 5000)
     x = collapse.manifold_data(n, ctx.rng(tag, "data"), data_dim=64, intrinsic_dim=8)
     return x, dict(latent_dim=8, width=ctx.scale(16, 32, 128), steps=ctx.scale(300, 1200, 20000),
@@ -247,7 +247,7 @@ def _curve(a):
     return _r(np.mean(a, axis=1)), _r(_sd(a))
 
 
-@claim("ae_vs_vae_depth", paper="002", kind="empirical",
+@claim("ae_vs_vae_depth", paper="dai2020", kind="empirical",
        statement="The deterministic AE's reconstruction error lower-bounds the VAE's (Eq. 7), and the AE's error "
                  "grows again once encoder and decoder are too deep (bad stationary points unrelated to the KL).",
        paper_figure="Fig. 1 (top): fully connected AE and VAE with 1, 2, 4, 6, 8, 10 hidden layers of 512 ReLU "
@@ -313,7 +313,7 @@ def ae_vs_vae_depth(ctx):
                  + extra))
 
 
-@claim("kl_warmstart_no_fix", paper="002", kind="empirical",
+@claim("kl_warmstart_no_fix", paper="dai2020", kind="empirical",
        statement="KL warm-start (beta ramped from 0 to 1) helps the deep VAE somewhat but does not undo the "
                  "depth-induced collapse: its reconstruction stays worse than the AE's at the same depth and than "
                  "the shallow VAE's.",
