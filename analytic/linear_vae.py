@@ -1,6 +1,6 @@
 """The linear VAE: exact ELBO, optimal encoder, ELBO gap and collapse threshold.
 
-Decoder x = W z + mean + e, e ~ N(0, noise_var I_d), z ~ N(0, I_K); linear
+Decoder x = W z + mean + e, e ~ N(0, sigma2 I_d), z ~ N(0, I_K); linear
 mean-field encoder q(z | x) = N(V (x - mean), diag D). Because everything is
 linear-Gaussian, the expectation in the ELBO is available in closed form.
 Sources: Lucas et al. (2019) and dai2020 (Dai, Wang, Wipf) Sec. 4, as
@@ -21,14 +21,14 @@ Encoder = namedtuple("Encoder", ["V", "D"])
 Encoder.__doc__ = "Linear mean-field encoder: mean map V (K, d) and diagonal variances D (K,)."
 
 
-def _W_noise(W, noise_var):
+def _W_noise(W, sigma2):
     W = _checks.array("W", W, ndim=2)
     if W.shape[0] < 1 or W.shape[1] < 1:
         raise ValueError(f"W must have shape (d, K) with d, K >= 1, got {W.shape}")
-    return W, _checks.scalar("noise_var", noise_var, positive=True)
+    return W, _checks.scalar("sigma2", sigma2, positive=True)
 
 
-def elbo(X, W, mean, noise_var, V, D):
+def elbo(X, W, mean, sigma2, V, D):
     """Exact average ELBO per data point of a linear VAE.
 
     Parameters
@@ -39,7 +39,7 @@ def elbo(X, W, mean, noise_var, V, D):
         Decoder loadings.
     mean : array_like, shape (d,)
         Decoder offset (also subtracted by the encoder).
-    noise_var : float
+    sigma2 : float
         Positive decoder noise variance sigma2.
     V : array_like, shape (K, d)
         Encoder mean map: q(z | x) has mean V (x - mean).
@@ -61,7 +61,7 @@ def elbo(X, W, mean, noise_var, V, D):
     """
     X = _checks.data_matrix("X", X)
     d = X.shape[1]
-    W, noise_var = _W_noise(W, noise_var)
+    W, sigma2 = _W_noise(W, sigma2)
     W = _checks.array("W", W, shape=(d, None))
     K = W.shape[1]
     mean = _checks.array("mean", mean, shape=(d,))
@@ -73,16 +73,16 @@ def elbo(X, W, mean, noise_var, V, D):
     R = np.eye(d) - W @ V
     recon = np.trace(R @ S_mu @ R.T) + float(np.sum((W * W) @ D))
     kl = np.trace(V @ S_mu @ V.T) + float(np.sum(D) - np.sum(np.log(D))) - K
-    return float(-0.5 * d * (_gauss.LOG_2PI + np.log(noise_var)) - recon / (2.0 * noise_var) - 0.5 * kl)
+    return float(-0.5 * d * (_gauss.LOG_2PI + np.log(sigma2)) - recon / (2.0 * sigma2) - 0.5 * kl)
 
 
-def optimal_encoder(W, noise_var):
-    """Encoder maximising the linear-VAE ELBO for fixed W and noise_var.
+def optimal_encoder(W, sigma2):
+    """Encoder maximising the linear-VAE ELBO for fixed W and sigma2.
 
     Parameters
     ----------
     W : array_like, shape (d, K)
-    noise_var : float
+    sigma2 : float
         Positive decoder noise variance sigma2.
 
     Returns
@@ -98,26 +98,26 @@ def optimal_encoder(W, noise_var):
     docs/math.md 4.4; the variances are yacoby2020 App. C.3 applied to the posterior
     covariance sigma2 M^-1.
     """
-    W, noise_var = _W_noise(W, noise_var)
-    M = W.T @ W + noise_var * np.eye(W.shape[1])
-    L = _checks.cholesky("W^T W + noise_var I", 0.5 * (M + M.T))
+    W, sigma2 = _W_noise(W, sigma2)
+    M = W.T @ W + sigma2 * np.eye(W.shape[1])
+    L = _checks.cholesky("W^T W + sigma2 I", 0.5 * (M + M.T))
     V = _gauss.cho_solve(L, W.T)
-    return Encoder(V, noise_var / np.diag(M))
+    return Encoder(V, sigma2 / np.diag(M))
 
 
-def elbo_gap(W, noise_var):
+def elbo_gap(W, sigma2):
     """PPCA log-likelihood minus the ELBO at the optimal encoder (per data point).
 
     Parameters
     ----------
     W : array_like, shape (d, K)
-    noise_var : float
+    sigma2 : float
         Positive decoder noise variance.
 
     Returns
     -------
     float
-        ``0.5 [sum_j log M_jj - log det M]`` with M = W^T W + noise_var I: the
+        ``0.5 [sum_j log M_jj - log det M]`` with M = W^T W + sigma2 I: the
         KL from the best mean-field Gaussian to the exact posterior, the same
         for every x. >= 0, and 0 exactly when W^T W is diagonal (orthogonal
         columns), e.g. at the PPCA optimum with R a signed permutation.
@@ -126,10 +126,10 @@ def elbo_gap(W, noise_var):
     -----
     docs/math.md 4.4 (ELBO* = PPCA LL - gap).
     """
-    W, noise_var = _W_noise(W, noise_var)
-    M = W.T @ W + noise_var * np.eye(W.shape[1])
-    L = _checks.cholesky("W^T W + noise_var I", 0.5 * (M + M.T))
-    # M / noise_var is the posterior precision; the ratio form is scale-free.
+    W, sigma2 = _W_noise(W, sigma2)
+    M = W.T @ W + sigma2 * np.eye(W.shape[1])
+    L = _checks.cholesky("W^T W + sigma2 I", 0.5 * (M + M.T))
+    # M / sigma2 is the posterior precision; the ratio form is scale-free.
     return _gauss.min_mf_kl_from_factor(L)
 
 

@@ -9,7 +9,7 @@ sets (docs/math.md 4.1), quadrature for the 1-D-latent ones (``refvae.metrics.qu
 Definitions follow docs/math.md 4.1 (yacoby2020, exact constants) and docs/math.md 5 (yacoby2021, dai2020,
 003, whose appendices are lost: these are our definitions, each choice documented in the
 generator's docstring). Every latent is standard normal, z ~ N(0, I_K); observation noise is
-Gaussian and diagonal with Var[x_j | z] = ``noise_var`` (a variance, never a standard
+Gaussian and diagonal with Var[x_j | z] = ``sigma2`` (a variance, never a standard
 deviation; docs/math.md 0). Default noise variance 0.01 unless docs/math.md or a paper says otherwise.
 
 >>> from refvae import datasets
@@ -40,7 +40,7 @@ __all__ = [
     "pedagogical_c1", "pedagogical_c2", "linear_jtex", "cubic_jtex", "gaussian", "mobius",
     "figure8", "circle", "absolute_value", "clusters", "spiral_dots", "discrete_semicircle",
     "compression", "three_noise", "hypersphere", "soft_threshold_axis", "gaussian_spectrum",
-    "monotone_abs_map", "three_noise_var_of_t", "random_rotation",
+    "monotone_abs_map", "three_noise_sigma2_of_t", "random_rotation",
     "A_GT", "B_JTEX", "A_GAUSSIAN", "MOBIUS_COEFFS", "DEFAULT_SIGMA2",
 ]
 
@@ -76,10 +76,10 @@ class GroundTruth:
         The mean f: z (..., K) -> (..., d), vectorised NumPy. For a class-conditional
         model (``class_probs`` set) the signature is ``decode(z, y)`` with integer labels y
         broadcastable to z.shape[:-1]; ``given(y)`` returns the model of one class.
-    noise_var : float, ndarray (d,) or None
+    sigma2 : float, ndarray (d,) or None
         Var[x_j | z] per coordinate when it does not depend on z (0 for noise-free sets);
-        None when it does (then ``noise_var_fn`` gives it).
-    noise_var_fn : callable or None
+        None when it does (then ``sigma2_fn`` gives it).
+    sigma2_fn : callable or None
         z (..., K) -> Var[x | z] (..., d), for heteroscedastic models (``three_noise``).
     W, b, noise_cov : ndarray (d, K), (d,), (d, d) or None
         Set exactly for linear-Gaussian models x = W z + b + e, e ~ N(0, noise_cov), whose
@@ -96,8 +96,8 @@ class GroundTruth:
     latent_dim: int
     data_dim: int
     decode: Callable
-    noise_var: Any
-    noise_var_fn: Callable | None = None
+    sigma2: Any
+    sigma2_fn: Callable | None = None
     W: np.ndarray | None = None
     b: np.ndarray | None = None
     noise_cov: np.ndarray | None = None
@@ -108,8 +108,8 @@ class GroundTruth:
     def __post_init__(self):
         for name in ("W", "b", "noise_cov", "class_probs"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
-        if isinstance(self.noise_var, np.ndarray):
-            object.__setattr__(self, "noise_var", _frozen(self.noise_var))
+        if isinstance(self.sigma2, np.ndarray):
+            object.__setattr__(self, "sigma2", _frozen(self.sigma2))
         object.__setattr__(self, "constants", _mapping(self.constants))
         object.__setattr__(self, "breakpoints", tuple(float(b) for b in self.breakpoints))
 
@@ -147,10 +147,10 @@ class GroundTruth:
             if y is not None:
                 raise ValueError("y must be None: this ground truth is not class-conditional")
             mean = self.decode(z)
-        if self.noise_var_fn is not None:
-            var = self.noise_var_fn(z, y) if self.is_conditional else self.noise_var_fn(z)
+        if self.sigma2_fn is not None:
+            var = self.sigma2_fn(z, y) if self.is_conditional else self.sigma2_fn(z)
         else:
-            var = np.broadcast_to(np.asarray(self.noise_var, dtype=np.float64), mean.shape)
+            var = np.broadcast_to(np.asarray(self.sigma2, dtype=np.float64), mean.shape)
         return mean, var
 
     def sample_x(self, z, rng, y=None):
@@ -165,8 +165,8 @@ class GroundTruth:
         y = _checks.integer("y", y, min_value=0)
         if y >= len(self.class_probs):
             raise ValueError(f"y must be < {len(self.class_probs)}, got {y}")
-        fn = None if self.noise_var_fn is None else functools.partial(self.noise_var_fn, y=y)
-        return replace(self, decode=functools.partial(self.decode, y=y), noise_var_fn=fn,
+        fn = None if self.sigma2_fn is None else functools.partial(self.sigma2_fn, y=y)
+        return replace(self, decode=functools.partial(self.decode, y=y), sigma2_fn=fn,
                        class_probs=None)
 
     @property
@@ -262,14 +262,14 @@ def _from_truth(name, n, seed, truth, params, **extra):
     return Dataset(name=name, x=x, z=z, labels=None, truth=truth, params=params, **extra)
 
 
-def _linear_truth(W, b, noise_var, **constants):
-    """Ground truth of x = W z + b + e with diagonal noise e ~ N(0, diag(noise_var))."""
+def _linear_truth(W, b, sigma2, /, **constants):
+    """Ground truth of x = W z + b + e with diagonal noise e ~ N(0, diag(sigma2))."""
     W = np.asarray(W, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     d, k = W.shape
-    nv = np.broadcast_to(np.asarray(noise_var, dtype=np.float64), (d,))
+    nv = np.broadcast_to(np.asarray(sigma2, dtype=np.float64), (d,))
     return GroundTruth(latent_dim=k, data_dim=d, decode=functools.partial(_linear_mean, W=W, b=b),
-                       noise_var=noise_var, W=W, b=b, noise_cov=np.diag(nv), constants=constants)
+                       sigma2=sigma2, W=W, b=b, noise_cov=np.diag(nv), constants=constants)
 
 
 def _linear_mean(z, W, b):
@@ -404,12 +404,12 @@ def cubic_jtex(n, seed):
     Returns
     -------
     Dataset
-        x (n, 2), z (n, 2); ``truth.noise_var`` = (0.004, 0.004), ``truth.constants``:
+        x (n, 2), z (n, 2); ``truth.sigma2`` = (0.004, 0.004), ``truth.constants``:
         A, B, sigma2, L (the Cholesky factor).
     """
     A, B, sigma2, L = _c2_constants(A_GT, B_JTEX, DEFAULT_SIGMA2)
     truth = GroundTruth(latent_dim=2, data_dim=2, decode=functools.partial(_cubic_mean, L=L),
-                        noise_var=sigma2 - B, constants=dict(A=A, B=B, sigma2=sigma2, L=L))
+                        sigma2=sigma2 - B, constants=dict(A=A, B=B, sigma2=sigma2, L=L))
     return _from_truth("cubic_jtex", n, seed, truth, {})
 
 
@@ -450,7 +450,7 @@ def mobius(n, seed):
     """
     a, b, c, d = MOBIUS_COEFFS
     truth = GroundTruth(latent_dim=2, data_dim=2, decode=functools.partial(_mobius_mean, a=a, b=b, c=c, d=d),
-                        noise_var=1e-5, constants=dict(a=a, b=b, c=c, d=d))
+                        sigma2=1e-5, constants=dict(a=a, b=b, c=c, d=d))
     return _from_truth("mobius", n, seed, truth, {})
 
 
@@ -486,10 +486,10 @@ def figure8(n, seed, *, sigma2=DEFAULT_SIGMA2):
     Returns
     -------
     Dataset
-        x (n, 2), z (n, 1); ``truth.noise_var`` = sigma2.
+        x (n, 2), z (n, 1); ``truth.sigma2`` = sigma2.
     """
     sigma2 = _sigma2_arg(sigma2)
-    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_figure8_mean, noise_var=sigma2)
+    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_figure8_mean, sigma2=sigma2)
     return _from_truth("figure8", n, seed, truth, dict(sigma2=sigma2))
 
 
@@ -508,10 +508,10 @@ def circle(n, seed, *, sigma2=DEFAULT_SIGMA2):
     Returns
     -------
     Dataset
-        x (n, 2), z (n, 1); ``truth.noise_var`` = sigma2 (default 0.01).
+        x (n, 2), z (n, 1); ``truth.sigma2`` = sigma2 (default 0.01).
     """
     sigma2 = _sigma2_arg(sigma2)
-    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_circle_mean, noise_var=sigma2)
+    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_circle_mean, sigma2=sigma2)
     return _from_truth("circle", n, seed, truth, dict(sigma2=sigma2))
 
 
@@ -546,11 +546,11 @@ def absolute_value(n, seed, *, sigma2=DEFAULT_SIGMA2):
     Returns
     -------
     Dataset
-        x (n, 2), z (n, 1); ``truth.noise_var`` = sigma2 (default 0.01).
+        x (n, 2), z (n, 1); ``truth.sigma2`` = sigma2 (default 0.01).
     """
     sigma2 = _sigma2_arg(sigma2)
-    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_abs_mean, noise_var=sigma2, breakpoints=(0.0,))
-    alt = GroundTruth(latent_dim=1, data_dim=2, decode=_abs_monotone_mean, noise_var=sigma2)
+    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_abs_mean, sigma2=sigma2, breakpoints=(0.0,))
+    alt = GroundTruth(latent_dim=1, data_dim=2, decode=_abs_monotone_mean, sigma2=sigma2)
     ds = _from_truth("absolute_value", n, seed, truth, dict(sigma2=sigma2), alternatives={"monotone": alt})
     # z' with g(z') = |z|: Phi(z') = 2 Phi(|z|) - 1, i.e. Phi(-z') = 2 Phi(-|z|)
     z_alt = -ndtri_exp(math.log(2.0) + log_ndtr(-np.abs(ds.z)))
@@ -588,7 +588,7 @@ def _staircase_set(name, mean_fn, n, seed, num_clusters, steepness, sigma2):
     sigma2 = _sigma2_arg(sigma2)
     truth = GroundTruth(latent_dim=1, data_dim=2,
                         decode=functools.partial(mean_fn, num_clusters=num_clusters, steepness=steepness),
-                        noise_var=sigma2, constants=dict(num_clusters=num_clusters, steepness=steepness))
+                        sigma2=sigma2, constants=dict(num_clusters=num_clusters, steepness=steepness))
     ds = _from_truth(name, n, seed, truth, dict(num_clusters=num_clusters, steepness=steepness, sigma2=sigma2))
     return replace(ds, aux={"cluster": _cluster_index(ds.z, num_clusters)})
 
@@ -672,7 +672,7 @@ def discrete_semicircle(n, seed, *, labelled_fraction=0.1, sigma2=DEFAULT_SIGMA2
     exponents = (1.0 / 3.0, 3.0)
     truth = GroundTruth(latent_dim=1, data_dim=2,
                         decode=functools.partial(_semicircle_mean, exponents=exponents),
-                        noise_var=sigma2, class_probs=np.array([0.5, 0.5]),
+                        sigma2=sigma2, class_probs=np.array([0.5, 0.5]),
                         constants=dict(exponents=exponents))
     y = (rng.random(n) < 0.5).astype(np.int64)
     z = rng.standard_normal((n, 1))
@@ -708,13 +708,13 @@ def compression(n, seed, *, data_dim=2, sigma2=DEFAULT_SIGMA2):
     Returns
     -------
     Dataset
-        x (n, data_dim), z (n, 1); ``truth.noise_var`` = sigma2.
+        x (n, data_dim), z (n, 1); ``truth.sigma2`` = sigma2.
     """
     data_dim = _checks.integer("data_dim", data_dim, min_value=2)
     sigma2 = _sigma2_arg(sigma2)
     truth = GroundTruth(latent_dim=1, data_dim=data_dim,
                         decode=functools.partial(_embedded_mean, base=_figure8_mean, data_dim=data_dim),
-                        noise_var=sigma2, constants=dict(base="figure8"))
+                        sigma2=sigma2, constants=dict(base="figure8"))
     return _from_truth("compression", n, seed, truth, dict(data_dim=data_dim, sigma2=sigma2))
 
 
@@ -741,17 +741,17 @@ def _three_noise_mean(z):
     return _manifold_curve(_t_of_z(z))
 
 
-def three_noise_var_of_t(t, noise_vars):
-    """Var[x_j | t] of ``three_noise``: noise_vars[region(t)], shape t.shape + (2,)."""
-    v = np.asarray(noise_vars, dtype=np.float64)[_region(np.asarray(t))]
+def three_noise_sigma2_of_t(t, sigma2_values):
+    """Var[x_j | t] of ``three_noise``: sigma2_values[region(t)], shape t.shape + (2,)."""
+    v = np.asarray(sigma2_values, dtype=np.float64)[_region(np.asarray(t))]
     return np.repeat(v[..., None], 2, axis=-1)
 
 
-def _three_noise_var(z, noise_vars):
-    return three_noise_var_of_t(_t_of_z(z), noise_vars)
+def _three_noise_sigma2(z, sigma2_values):
+    return three_noise_sigma2_of_t(_t_of_z(z), sigma2_values)
 
 
-def three_noise(n, seed, *, noise_vars=(0.01, 0.0004, 0.09)):
+def three_noise(n, seed, *, sigma2_values=(0.01, 0.0004, 0.09)):
     """berger2020's artificial problem (Sec. 4, Fig. 3): a 1-D manifold in R^2 with three noise regions.
 
     t ~ U(0, 3), x = c(t) + e, c(t) = (t - 1.5, sin(pi t)), e ~ N(0, v_r I) with
@@ -761,29 +761,29 @@ def three_noise(n, seed, *, noise_vars=(0.01, 0.0004, 0.09)):
     which straddle the seed's F-VAE grid sigma in {1, 0.5, 0.1, 0.05, 0.01}: sigma = 0.05
     discards the small-noise detail, sigma = 0.01 resolves every region.
     As a latent model: z ~ N(0, 1), t = 3 Phi(z), so ``truth.decode(z)`` = c(3 Phi(z)) and
-    ``truth.noise_var_fn(z)`` gives the z-dependent variance (``truth.noise_var`` is None;
+    ``truth.sigma2_fn(z)`` gives the z-dependent variance (``truth.sigma2`` is None;
     ``truth.observation`` returns both). The variance jumps at z = Phi^-1(1/3), Phi^-1(2/3),
     ``truth.breakpoints``: quadrature must cut there to stay exact (``truth.quadrature_args``).
 
     Parameters
     ----------
-    noise_vars : 3 floats > 0
+    sigma2_values : 3 floats > 0
         Noise variances of the three regions (per coordinate).
 
     Returns
     -------
     Dataset
         x (n, 2), z (n, 1); ``aux["t"]`` (n,), ``aux["region"]`` (n,) in {0, 1, 2};
-        ``truth.constants``: noise_vars, ``noise_var_of_t`` (t (...) -> (..., 2)).
+        ``truth.constants``: sigma2_values, ``sigma2_of_t`` (t (...) -> (..., 2)).
     """
-    v = _checks.array("noise_vars", noise_vars, shape=(3,), positive=True)
+    v = _checks.array("sigma2_values", sigma2_values, shape=(3,), positive=True)
     v = tuple(float(a) for a in v)
-    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_three_noise_mean, noise_var=None,
-                        noise_var_fn=functools.partial(_three_noise_var, noise_vars=v),
+    truth = GroundTruth(latent_dim=1, data_dim=2, decode=_three_noise_mean, sigma2=None,
+                        sigma2_fn=functools.partial(_three_noise_sigma2, sigma2_values=v),
                         breakpoints=tuple(ndtri(np.array([1.0, 2.0]) / T_MAX)),
-                        constants=dict(noise_vars=v, noise_var_of_t=functools.partial(three_noise_var_of_t,
-                                                                                       noise_vars=v)))
-    ds = _from_truth("three_noise", n, seed, truth, dict(noise_vars=v))
+                        constants=dict(sigma2_values=v, sigma2_of_t=functools.partial(three_noise_sigma2_of_t,
+                                                                                       sigma2_values=v)))
+    ds = _from_truth("three_noise", n, seed, truth, dict(sigma2_values=v))
     t = _t_of_z(ds.z)
     return replace(ds, aux={"t": t, "region": _region(t)})
 
@@ -809,13 +809,13 @@ def hypersphere(n, seed, *, radius=1.0, data_dim=3):
     Returns
     -------
     Dataset
-        x (n, d) with ||x_i|| = r, z (n, d); ``truth.noise_var`` = 0,
+        x (n, d) with ||x_i|| = r, z (n, d); ``truth.sigma2`` = 0,
         ``truth.constants``: radius.
     """
     radius = _checks.scalar("radius", radius, positive=True)
     data_dim = _checks.integer("data_dim", data_dim, min_value=1)
     truth = GroundTruth(latent_dim=data_dim, data_dim=data_dim,
-                        decode=functools.partial(_sphere_mean, radius=radius), noise_var=0.0,
+                        decode=functools.partial(_sphere_mean, radius=radius), sigma2=0.0,
                         constants=dict(radius=radius))
     return _from_truth("hypersphere", n, seed, truth, dict(radius=radius, data_dim=data_dim))
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from .backend import asarray, sum_to_shape, to_host, xp_of
+from .backend import asarray, make_rng, sum_to_shape, to_host, xp_of
 from .layers import Layer
 from .objectives import GaussianVAE
 from .train import fit
@@ -70,6 +70,7 @@ class PerPointEncoder(Layer):
         self.init_logvar = _checks.scalar("init_logvar", init_logvar)
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
         shape = (self.num_points, self.latent_dim) if restarts is None else \
             (restarts, self.num_points, self.latent_dim)
@@ -151,6 +152,7 @@ class PerPointVAE:
         return cls(GaussianVAE(enc, decoder, latent_dim, data_dim, **model_kwargs))
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         return self.model.init(rng, restarts)
 
     def noise_shape(self, params, batch_size, n_samples=None):

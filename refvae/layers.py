@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
-from .backend import asarray, sum_to_shape, to_host, xp_of
+from .backend import asarray, make_rng, sum_to_shape, to_host, xp_of
 
 
 def _sub(params, prefix):
@@ -36,6 +36,7 @@ class Layer:
     """Base class: a parameter-free identity layer."""
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         _restarts_shape(restarts, ())
         return {}
 
@@ -62,6 +63,7 @@ class Linear(Layer):
         self.scale = _checks.scalar("scale", scale, nonneg=True)
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         shape = _restarts_shape(restarts, (self.n_in, self.n_out))
         W = rng.standard_normal(shape) * (self.scale / np.sqrt(self.n_in))
         return {"W": asarray(W), "b": asarray(np.zeros(shape[:-2] + (self.n_out,)))}
@@ -104,6 +106,7 @@ class CholeskyLinear(Layer):
         self.scale = _checks.scalar("scale", scale, positive=True)
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
         lead = () if restarts is None else (restarts,)
         return {"A": asarray(self.scale * rng.standard_normal(lead + (self.n_in, self.n_in)))}
@@ -148,6 +151,7 @@ class Shift(Layer):
         self.n_in = self.n_out = _checks.integer("n", n, min_value=1)
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         restarts = _checks.integer("restarts", restarts, min_value=1, allow_none=True)
         lead = () if restarts is None else (restarts,)
         return {"b": asarray(np.zeros(lead + (self.n_in,)))}
@@ -286,6 +290,7 @@ class Sequential(Layer):
         self.n_out = sized[-1].n_out if sized else None
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
                 for k, v in layer.init(rng, restarts).items()}
 
@@ -319,6 +324,7 @@ class ResidualBlock(Layer):
                                Linear(width, width, scale=0.1))
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         return self.body.init(rng, restarts)
 
     def forward(self, params, x):

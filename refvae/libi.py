@@ -102,6 +102,7 @@ class LiBIStep1:
 
     def init(self, rng, restarts=None):
         """Fresh step-1 parameters: ``"code.*"`` (encoder architecture) and the VAE's ``"dec.*"``."""
+        rng = make_rng(rng)
         dec = {k: v for k, v in self.vae.init(rng, restarts).items() if k.startswith("dec.")}
         return {**_prefixed("code.", self.vae.encoder.init(rng, restarts)), **dec}
 

@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from . import _checks, train
-from .backend import normal, to_host, xp_of
+from .backend import make_rng, normal, to_host, xp_of
 from .distributions import (kl_sample, kl_sample_backward, kl_std_normal, logsumexp, reparameterize,
                             reparameterize_backward)
 from .layers import Layer, _sub, mlp
@@ -112,6 +112,7 @@ class M2:
     # -- parameters -----------------------------------------------------------------
     def init(self, rng, restarts=None):
         """Fresh parameters: networks from ``rng``, learned log-variance at log(sigma2)."""
+        rng = make_rng(rng)
         params = {**_prefixed("cls.", self.classifier.init(rng, restarts)),
                   **_prefixed("enc.", self.encoder.init(rng, restarts)),
                   **self.gen.init(rng, restarts)}
@@ -389,6 +390,7 @@ class PackedM2:
         self.model = model
 
     def init(self, rng, restarts=None):
+        rng = make_rng(rng)
         return self.model.init(rng, restarts)
 
     def noise_shape(self, params, batch_size, n_samples=None):

@@ -19,7 +19,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _checks
-from .backend import asarray, sum_to_shape, xp_of
+from .backend import asarray, make_rng, sum_to_shape, xp_of
 from .distributions import (gaussian_log_prob, kl_sample, kl_sample_backward, kl_std_normal, reparameterize,
                             reparameterize_backward)
 from .layers import Layer, _sub, mlp
@@ -93,6 +93,7 @@ class GaussianDecoder:
 
     def init(self, rng, restarts=None):
         """Decoder parameters (``"dec.*"``), a learned log-variance starting at log(sigma2)."""
+        rng = make_rng(rng)
         params = _prefixed("dec.", self.decoder.init(rng, restarts))
         if self.obs in ("scalar", "vector"):
             n = 1 if self.obs == "scalar" else self.data_dim
@@ -229,6 +230,7 @@ class GaussianVAE:
     # -- parameters -----------------------------------------------------------------
     def init(self, rng, restarts=None):
         """Fresh parameters: networks from ``rng``, learned log-variance at log(sigma2)."""
+        rng = make_rng(rng)
         return {**_prefixed("enc.", self.encoder.init(rng, restarts)), **self.gen.init(rng, restarts)}
 
     def noise_shape(self, params, batch_size, n_samples=None):
@@ -361,6 +363,7 @@ class Autoencoder:
 
     def init(self, rng, restarts=None):
         """Fresh parameters ``"enc.*"``, ``"dec.*"`` from ``rng`` (leading axis R with ``restarts``)."""
+        rng = make_rng(rng)
         return {**_prefixed("enc.", self.encoder.init(rng, restarts)),
                 **_prefixed("dec.", self.decoder.init(rng, restarts))}
 

@@ -85,7 +85,7 @@ def linear_vae_parts(model, params, r=None):
     Returns
     -------
     dict of NumPy arrays: ``W`` (d, K), ``b`` (d,), ``V`` (K, d), ``c`` (K,), ``G`` (d, K),
-    ``g`` (K,), and ``noise_var`` (float, or (d,) for ``obs="vector"``).
+    ``g`` (K,), and ``sigma2`` (float, or (d,) for ``obs="vector"``).
     """
     K = model.latent_dim
     if not {"enc.0.W", "enc.0.b", "dec.0.W", "dec.0.b"} <= set(params) <= \
@@ -108,13 +108,13 @@ def linear_vae_parts(model, params, r=None):
     else:
         raise ValueError(f"obs={model.obs!r} has no constant noise variance")
     return {"W": dec_W.T, "b": dec_b, "V": enc_W[:, :K].T, "c": enc_b[:K], "G": enc_W[:, K:],
-            "g": enc_b[K:], "noise_var": noise}
+            "g": enc_b[K:], "sigma2": noise}
 
 
-def exact_linear_elbo(x, W, b, noise_var, mu, logvar):
+def exact_linear_elbo(x, W, b, sigma2, mu, logvar):
     """Exact ELBO of each point under a linear decoder, for arbitrary per-point Gaussian moments.
 
-    The decoder is x = W z + b + e, e ~ N(0, noise_var I); q(z | x_n) = N(mu_n, diag exp(logvar_n)).
+    The decoder is x = W z + b + e, e ~ N(0, sigma2 I); q(z | x_n) = N(mu_n, diag exp(logvar_n)).
     For one point the expectation is closed form (docs/math.md 4.4) and equals
     ``analytic.linear_vae.elbo`` on the one-point data set {x_n} with any encoder map V that
     sends x_n - b to mu_n (we use the rank-one V_n = mu_n (x_n - b)^T / ||x_n - b||^2) and
@@ -125,7 +125,7 @@ def exact_linear_elbo(x, W, b, noise_var, mu, logvar):
     ----------
     x : (N, d) data; no row may equal b exactly.
     W : (d, K) decoder loadings (analytic's orientation); b : (d,) decoder offset.
-    noise_var : float > 0.
+    sigma2 : float > 0.
     mu, logvar : (N, K) encoder moments of the N points.
 
     Returns
@@ -138,7 +138,7 @@ def exact_linear_elbo(x, W, b, noise_var, mu, logvar):
     W = np.asarray(_checks.array("W", W, ndim=2, shape=(d, None)))
     K = W.shape[1]
     b = np.asarray(_checks.array("b", b, shape=(d,)))
-    noise_var = _checks.scalar("noise_var", noise_var, positive=True)
+    sigma2 = _checks.scalar("sigma2", sigma2, positive=True)
     mu = np.asarray(_checks.array("mu", mu, shape=(N, K)))
     logvar = np.asarray(_checks.array("logvar", logvar, shape=(N, K)))
     r = x - b
@@ -148,7 +148,7 @@ def exact_linear_elbo(x, W, b, noise_var, mu, logvar):
     out = np.empty(N)
     for n in range(N):
         V = np.outer(mu[n], r[n]) / nr2[n]
-        out[n] = analytic.linear_vae.elbo(x[n:n + 1], W, b, noise_var, V, np.exp(logvar[n]))
+        out[n] = analytic.linear_vae.elbo(x[n:n + 1], W, b, sigma2, V, np.exp(logvar[n]))
     return out
 
 
@@ -158,7 +158,7 @@ def _linear_elbos(model, params, x, restarts):
     out = []
     for r in range(restarts):
         p = linear_vae_parts(model, params, r)
-        s2 = p["noise_var"] if np.ndim(p["noise_var"]) == 0 else float(p["noise_var"][0])
+        s2 = p["sigma2"] if np.ndim(p["sigma2"]) == 0 else float(p["sigma2"][0])
         out.append(float(np.mean(exact_linear_elbo(x, p["W"], p["b"], s2, mu[r], lv[r]))))
     return np.asarray(out)
 
@@ -168,7 +168,7 @@ class PPCAResult:
     """Linear VAE with learned noise vs the PPCA optimum on the same sample (``ppca_experiment``).
 
     Arrays are per restart (R,). ``cov_error``: max |W W^T - W* W*^T| / l_1 (relative to the
-    largest eigenvalue); ``noise_var`` and ``noise_var_ppca``: learned and PPCA noise;
+    largest eigenvalue); ``sigma2`` and ``sigma2_ppca``: learned and PPCA noise;
     ``elbo``: exact ELBO of the trained model (its own encoder); ``loglik_ppca``: PPCA
     maximum log-likelihood; ``logvar_spread``: max over latents of the standard deviation over the
     data of the learned log-variance x G + g, i.e. how much refvae's encoder variance depends on x
@@ -176,8 +176,8 @@ class PPCAResult:
     ``eigenvalues``: the sample spectrum (d,).
     """
     cov_error: np.ndarray
-    noise_var: np.ndarray
-    noise_var_ppca: float
+    sigma2: np.ndarray
+    sigma2_ppca: float
     elbo: np.ndarray
     loglik_ppca: float
     logvar_spread: np.ndarray
@@ -185,7 +185,7 @@ class PPCAResult:
     eigenvalues: np.ndarray
 
 
-def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_noise_var=1.0,
+def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_sigma2=1.0,
                     progress=None):
     """Train a linear VAE with a learned scalar noise and compare it with PPCA (docs/math.md 4.4).
 
@@ -200,7 +200,7 @@ def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_no
     latent_dim : K < d.
     restarts : R independent initialisations trained as one array program.
     stages, seed, average : as ``refvae.train.fit_stages`` (full batch, one sample per point).
-    init_noise_var : initial observation variance.
+    init_sigma2 : initial observation variance.
     progress : optional callable(fraction).
 
     Returns
@@ -212,7 +212,7 @@ def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_no
     K = _checks.integer("latent_dim", latent_dim, min_value=1)
     R = _checks.integer("restarts", restarts, min_value=1)
     rng = make_rng(seed)
-    model = GaussianVAE.linear(d, K, obs="scalar", sigma2=init_noise_var)
+    model = GaussianVAE.linear(d, K, obs="scalar", sigma2=init_sigma2)
     params, _ = fit_stages(model, model.init(rng, restarts=R), x, stages=stages, seed=rng, average=average,
                            callback=_progress_callback(progress, stages))
     star = analytic.ppca.fit(x, K)
@@ -222,10 +222,10 @@ def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_no
     lv = to_host(model.encode(params, asarray(x))[1])
     return PPCAResult(
         cov_error=np.array([np.abs(p["W"] @ p["W"].T - cov_star).max() / eig[0] for p in parts]),
-        noise_var=np.array([p["noise_var"] for p in parts]),
-        noise_var_ppca=star.noise_var,
+        sigma2=np.array([p["sigma2"] for p in parts]),
+        sigma2_ppca=star.sigma2,
         elbo=_linear_elbos(model, params, x, R),
-        loglik_ppca=analytic.ppca.log_likelihood(x, star.W, star.mean, star.noise_var),
+        loglik_ppca=analytic.ppca.log_likelihood(x, star.W, star.mean, star.sigma2),
         logvar_spread=lv.std(axis=-2).max(axis=-1),
         offset_error=np.array([np.abs(p["b"] - mean).max() for p in parts]),
         eigenvalues=eig)
@@ -298,7 +298,7 @@ def pruning_experiment(x, latent_dim, gammas, *, restarts, stages, seed, average
     norms, elbos, pruned_lv = np.empty((G, R, K)), np.empty((G, R)), np.zeros((G, R))
     expected, opt, collapsed, n_active = np.empty((G, K)), np.empty(G), np.empty(G), np.empty(G, int)
     for i, gamma in enumerate(gammas):
-        star = analytic.ppca.fit(x, K, noise_var=float(gamma))
+        star = analytic.ppca.fit(x, K, sigma2=float(gamma))
         enc = analytic.linear_vae.optimal_encoder(star.W, float(gamma))
         opt[i] = analytic.linear_vae.elbo(x, star.W, star.mean, float(gamma), enc.V, enc.D)
         collapsed[i] = analytic.linear_vae.elbo(x, np.zeros((d, K)), mean, float(gamma),
@@ -560,12 +560,12 @@ def soft_threshold_experiment(x, alpha, latent_dim, *, restarts, delta, lr, step
 # ==================================================================================== depth
 
 def manifold_data(n, seed, *, data_dim=64, intrinsic_dim=8, hidden=64, layers=2, gain=2.0,
-                  noise_var=0.01, manifold_seed=0):
+                  sigma2=0.01, manifold_seed=0):
     """A synthetic high-dimensional data set: a random tanh network of a low-dimensional latent.
 
     Stand-in for dai2020's image data (Sec. 6) at a size a CPU trains in seconds:
     z ~ N(0, I_k), h_0 = z, h_l = tanh(h_{l-1} A_l) (A_l with N(0, gain^2 / fan_in) entries),
-    x = h_L B + e with B of N(0, 1 / hidden) entries and e ~ N(0, noise_var I_d). The network is
+    x = h_L B + e with B of N(0, 1 / hidden) entries and e ~ N(0, sigma2 I_d). The network is
     drawn from ``manifold_seed`` (kept apart from ``seed``, so that samples with different seeds
     share one population); the data lie near a curved k-dimensional manifold in R^d.
 
@@ -574,7 +574,7 @@ def manifold_data(n, seed, *, data_dim=64, intrinsic_dim=8, hidden=64, layers=2,
     n : number of points; seed : int or Generator for z and e.
     data_dim : d; intrinsic_dim : k; hidden : width of the generating network; layers : its
     number of tanh layers (>= 1); gain : weight scale (2 makes the tanh units clearly nonlinear);
-    noise_var : variance of the additive noise (>= 0); manifold_seed : int >= 0.
+    sigma2 : variance of the additive noise (>= 0); manifold_seed : int >= 0.
 
     Returns
     -------
@@ -586,14 +586,14 @@ def manifold_data(n, seed, *, data_dim=64, intrinsic_dim=8, hidden=64, layers=2,
     H = _checks.integer("hidden", hidden, min_value=1)
     L = _checks.integer("layers", layers, min_value=1)
     gain = _checks.scalar("gain", gain, positive=True)
-    noise_var = _checks.scalar("noise_var", noise_var, nonneg=True)
+    sigma2 = _checks.scalar("sigma2", sigma2, nonneg=True)
     net = make_rng(_checks.integer("manifold_seed", manifold_seed, min_value=0))
     rng = make_rng(seed)
     h = rng.standard_normal((n, k))
     for _ in range(L):
         h = np.tanh(h @ (net.standard_normal((h.shape[1], H)) * gain / math.sqrt(h.shape[1])))
     x = h @ (net.standard_normal((H, d)) / math.sqrt(H))
-    return x + math.sqrt(noise_var) * rng.standard_normal((n, d))
+    return x + math.sqrt(sigma2) * rng.standard_normal((n, d))
 
 
 def reconstruction_error(model, params, x, *, seed=None, n_samples=8):
@@ -636,7 +636,7 @@ class DepthResult:
     ``errors``: dai2020 Eq. 7 reconstruction errors (``reconstruction_error``);
     ``active_units``: Burda et al.'s count on the encoder means (VAE kinds only); ``sigma_near_one``:
     the fraction of encoder standard deviations sigma_z above 0.9 (dai2020 Fig. 2's sign of
-    collapse; VAE kinds); ``noise_var``: the learned gamma (VAE kinds); ``late_change``: relative
+    collapse; VAE kinds); ``sigma2``: the learned gamma (VAE kinds); ``late_change``: relative
     decrease of the training loss over the last fifth of training, (mean over steps [0.6T, 0.8T) -
     mean over [0.8T, T)) / |mean over [0.8T, T)| (near 0: the run has stalled, not still descending).
     ``data_variance``: (1/(N d)) sum ||x - xbar||^2, the error of the collapsed reconstruction xbar.
@@ -646,7 +646,7 @@ class DepthResult:
     errors: dict
     active_units: dict
     sigma_near_one: dict
-    noise_var: dict
+    sigma2: dict
     late_change: dict
     data_variance: float
     latent_dim: int
@@ -743,5 +743,5 @@ def depth_experiment(x, depths, *, latent_dim, width, steps, restarts, seed, kin
                 gamma[kind][i] = np.exp(to_host(p["dec.obs_logvar"])[:, 0])
             done += L + 1
     return DepthResult(depths=depths, kinds=kinds, errors=errors, active_units=units, sigma_near_one=near_one,
-                       noise_var=gamma, late_change=late, data_variance=float(np.mean((x - xbar) ** 2)),
+                       sigma2=gamma, late_change=late, data_variance=float(np.mean((x - xbar) ** 2)),
                        latent_dim=K, width=width, steps=steps)

@@ -205,7 +205,7 @@ def _progress(progress, fraction, message):
 
 
 def _truth_noise(ds):
-    nv = ds.truth.noise_var
+    nv = ds.truth.sigma2
     if nv is None or np.ndim(nv) != 0:
         raise ValueError(f"data set {ds.name!r} must have a constant scalar noise variance")
     return float(nv)
@@ -376,7 +376,7 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
     settings = dict(n_train=n_train, n_test=n_test, restarts=restarts, hidden=tuple(hidden),
                     schedule=schedule, tail=tail, batch_size=batch_size, iwae_samples=iwae_samples,
                     iwae_start=iwae_start, lin=bool(lin), knn_size=knn_size, knn_repeats=knn_repeats,
-                    noise_var=noise)
+                    sigma2=noise)
     return PXResult(dataset=name, truth_ll=truth_ll, truth_knn=float(truth_knn), truth_knn_se=float(truth_knn_se),
                     methods=methods, samples=samples, settings=settings)
 

@@ -40,7 +40,7 @@ Memory stays bounded: data points are processed ``chunk_size`` at a time, so at 
 ``chunk_size x G x d`` numbers exist at once (chosen automatically when not given).
 
 Every function takes ``decode``, a callable mapping a NumPy array z of shape (G, K) either to
-the mean (G, d), with ``noise_var`` giving Var[x | z] (a scalar or a (d,) array), or to a
+the mean (G, d), with ``sigma2`` giving Var[x | z] (a scalar or a (d,) array), or to a
 tuple (mean (G, d), var broadcastable to (G, d)) for decoders that output their own
 variance (LV-VAE, berger2020's heteroscedastic ground truth). It works the same for
 ground-truth decoders (``refvae.datasets``: ``Q.log_likelihood(x, **truth.quadrature_args)``)
@@ -208,7 +208,7 @@ def _make_rule(latent_dim, grid_size, bound, breakpoints, nodes_per_panel):
 
 # --------------------------------------------------------------------------- validation
 
-def _call_decode(decode, z, data_dim, noise_var):
+def _call_decode(decode, z, data_dim, sigma2):
     """Evaluate ``decode`` on z (M, K); return the mean (M, d) and log-variance (M, d)."""
     out = decode(z)
     own_var = isinstance(out, tuple)
@@ -221,26 +221,26 @@ def _call_decode(decode, z, data_dim, noise_var):
     m = z.shape[0]
     mean = np.asarray(to_host(_checks.array("decode(z) mean", mean, shape=(m, data_dim))))
     if own_var:
-        if noise_var is not None:
-            raise ValueError("noise_var must be None when decode returns its own variance (a (mean, var) tuple)")
+        if sigma2 is not None:
+            raise ValueError("sigma2 must be None when decode returns its own variance (a (mean, var) tuple)")
         var = np.asarray(to_host(_checks.array("decode(z) variance", var, positive=True)))
         try:
             var = np.broadcast_to(var, (m, data_dim))
         except ValueError as exc:
             raise ValueError(f"decode(z) variance must broadcast to {(m, data_dim)}, got {var.shape}") from exc
     else:
-        if noise_var is None:
-            raise ValueError("noise_var is required when decode returns only the mean")
-        var = np.broadcast_to(noise_var, (m, data_dim))
+        if sigma2 is None:
+            raise ValueError("sigma2 is required when decode returns only the mean")
+        var = np.broadcast_to(sigma2, (m, data_dim))
     return mean, np.log(var)
 
 
-def _noise_var_arg(noise_var, data_dim):
-    if noise_var is None:
+def _sigma2_arg(sigma2, data_dim):
+    if sigma2 is None:
         return None
-    v = np.asarray(to_host(_checks.array("noise_var", noise_var, positive=True)))
+    v = np.asarray(to_host(_checks.array("sigma2", sigma2, positive=True)))
     if v.ndim > 1 or (v.ndim == 1 and v.shape[0] not in (1, data_dim)):
-        raise ValueError(f"noise_var must be a positive scalar or a ({data_dim},) array, got shape {v.shape}")
+        raise ValueError(f"sigma2 must be a positive scalar or a ({data_dim},) array, got shape {v.shape}")
     return v
 
 
@@ -263,17 +263,17 @@ def _chunk_arg(chunk_size, per_point):
     return _checks.integer("chunk_size", chunk_size, min_value=1)
 
 
-def _prepare(x, decode, latent_dim, noise_var, grid_size, bound, breakpoints, chunk_size):
+def _prepare(x, decode, latent_dim, sigma2, grid_size, bound, breakpoints, chunk_size):
     """Validate every argument (before any work), then decode both rules' nodes once."""
     x = _x_arg(x)
     decode = _decode_arg(decode)
     latent_dim, grid_size, bound, breakpoints = _grid_args(latent_dim, grid_size, bound, breakpoints)
-    noise_var = _noise_var_arg(noise_var, x.shape[1])
+    sigma2 = _sigma2_arg(sigma2, x.shape[1])
     z, cell = _make_rule(latent_dim, grid_size, bound, breakpoints, _PANEL_NODES)
     zc, cellc = _make_rule(latent_dim, grid_size, bound, breakpoints, _PANEL_NODES // 2)
     g = z.shape[0]
     chunk = _chunk_arg(chunk_size, (g + zc.shape[0]) * x.shape[1])
-    mean, logvar = _call_decode(decode, np.concatenate([z, zc]), x.shape[1], noise_var)
+    mean, logvar = _call_decode(decode, np.concatenate([z, zc]), x.shape[1], sigma2)
     return _Grid(x, z, np.log(cell), std_normal_log_prob(z)[0], mean[:g], logvar[:g],
                  np.log(cellc) + std_normal_log_prob(zc)[0], mean[g:], logvar[g:], chunk)
 
@@ -308,7 +308,7 @@ def _chunks(grid):
 
 # --------------------------------------------------------------------------- public
 
-def log_likelihood(x, decode, latent_dim, noise_var=None, *, grid_size=None, bound=None, breakpoints=None,
+def log_likelihood(x, decode, latent_dim, sigma2=None, *, grid_size=None, bound=None, breakpoints=None,
                    chunk_size=None):
     """Exact log p(x_n) of a latent model with prior N(0, I_K), K = 1 or 2, by quadrature.
 
@@ -321,7 +321,7 @@ def log_likelihood(x, decode, latent_dim, noise_var=None, *, grid_size=None, bou
     decode : callable
         z (G, K) -> mean (G, d), or -> (mean (G, d), var broadcastable to (G, d)).
     latent_dim : {1, 2}
-    noise_var : float or array (d,), optional
+    sigma2 : float or array (d,), optional
         Var[x | z] per coordinate; required when ``decode`` returns only the mean, and
         must be None when it returns its own variance.
     grid_size, bound, breakpoints : see ``latent_grid``.
@@ -335,14 +335,14 @@ def log_likelihood(x, decode, latent_dim, noise_var=None, *, grid_size=None, bou
         log p(x_n). A ``QuadratureWarning`` is emitted when the nodes do not resolve some
         posterior (see the module docstring).
     """
-    grid = _prepare(x, decode, latent_dim, noise_var, grid_size, bound, breakpoints, chunk_size)
+    grid = _prepare(x, decode, latent_dim, sigma2, grid_size, bound, breakpoints, chunk_size)
     out = np.empty(grid.x.shape[0])
     for sl, _, log_px in _chunks(grid):
         out[sl] = log_px
     return out
 
 
-def posterior_grid(x, decode, latent_dim, noise_var=None, *, grid_size=None, bound=None, breakpoints=None,
+def posterior_grid(x, decode, latent_dim, sigma2=None, *, grid_size=None, bound=None, breakpoints=None,
                    chunk_size=None):
     """The exact posterior p(z | x_n) on the quadrature nodes (docs/math.md 3).
 
@@ -355,7 +355,7 @@ def posterior_grid(x, decode, latent_dim, noise_var=None, *, grid_size=None, bou
         ``z`` (G, K), ``weights`` (N, G) (rows sum to 1), ``cell`` (G,), ``log_px`` (N,);
         ``.mean()`` (N, K), ``.cov()`` (N, K, K), ``.density`` (N, G).
     """
-    grid = _prepare(x, decode, latent_dim, noise_var, grid_size, bound, breakpoints, chunk_size)
+    grid = _prepare(x, decode, latent_dim, sigma2, grid_size, bound, breakpoints, chunk_size)
     n = grid.x.shape[0]
     weights = np.empty((n, grid.z.shape[0]))
     log_px = np.empty(n)
@@ -446,7 +446,7 @@ def count_modes(posterior, min_mass=DEFAULT_MIN_MASS):
     return _count_modes_rows(posterior.density, posterior.cell, min_mass)
 
 
-def posterior_modes(x, decode, latent_dim, noise_var=None, *, min_mass=DEFAULT_MIN_MASS, grid_size=None,
+def posterior_modes(x, decode, latent_dim, sigma2=None, *, min_mass=DEFAULT_MIN_MASS, grid_size=None,
                     bound=None, breakpoints=None, chunk_size=None):
     """Number of modes of the exact 1-D posterior p(z | x_n), chunk by chunk.
 
@@ -460,7 +460,7 @@ def posterior_modes(x, decode, latent_dim, noise_var=None, *, min_mass=DEFAULT_M
     min_mass = _min_mass_arg(min_mass)
     if _checks.integer("latent_dim", latent_dim, min_value=1) != 1:
         raise ValueError(f"posterior_modes supports latent_dim 1 only, got {latent_dim}")
-    grid = _prepare(x, decode, latent_dim, noise_var, grid_size, bound, breakpoints, chunk_size)
+    grid = _prepare(x, decode, latent_dim, sigma2, grid_size, bound, breakpoints, chunk_size)
     cell = np.exp(grid.log_cell)
     out = np.empty(grid.x.shape[0], dtype=np.int64)
     for sl, lj, _ in _chunks(grid):
@@ -492,7 +492,7 @@ def _q_rule(mu, std, q_grid_size, q_bound, breakpoints):
     return mu[:, None, :] + std[:, None, :] * u[None], np.broadcast_to(w / w.sum(), (n, u.shape[0]))
 
 
-def kl_to_posterior(x, mu, logvar, decode, latent_dim, noise_var=None, *, grid_size=None, bound=None,
+def kl_to_posterior(x, mu, logvar, decode, latent_dim, sigma2=None, *, grid_size=None, bound=None,
                     breakpoints=None, q_grid_size=None, q_bound=None, chunk_size=None):
     """KL(q(z | x_n) || p(z | x_n)) for diagonal Gaussians q = N(mu_n, diag exp(logvar_n)).
 
@@ -508,7 +508,7 @@ def kl_to_posterior(x, mu, logvar, decode, latent_dim, noise_var=None, *, grid_s
     ----------
     x : array (N, d)
     mu, logvar : arrays (N, K)
-    decode, latent_dim, noise_var, grid_size, bound, breakpoints, chunk_size :
+    decode, latent_dim, sigma2, grid_size, bound, breakpoints, chunk_size :
         as in ``log_likelihood``.
     q_grid_size : int >= 16, optional
         About this many nodes per axis for E_q (default 640 for K = 1, 96 for K = 2).
@@ -527,8 +527,8 @@ def kl_to_posterior(x, mu, logvar, decode, latent_dim, noise_var=None, *, grid_s
                                        ("q_grid_size", "q_bound"))
     mu = np.asarray(to_host(_checks.array("mu", mu, shape=(n, latent_dim))))
     logvar = np.asarray(to_host(_checks.array("logvar", logvar, shape=(n, latent_dim))))
-    nv = _noise_var_arg(noise_var, d)
-    log_px = log_likelihood(x_arr, decode, latent_dim, noise_var, grid_size=grid_size, bound=bound,
+    nv = _sigma2_arg(sigma2, d)
+    log_px = log_likelihood(x_arr, decode, latent_dim, sigma2, grid_size=grid_size, bound=bound,
                             breakpoints=breakpoints, chunk_size=chunk_size)
     std = np.exp(0.5 * logvar)
     per_point = q_size ** latent_dim + (_PANEL_NODES * breaks.size)

@@ -93,35 +93,35 @@ def test_learned_noise_optimum_is_global_by_bruteforce(data):
     assert best == pytest.approx(ll0, abs=1e-9)          # and the optimiser finds it
 
 
-@pytest.mark.parametrize("noise_var", [0.5, 1.2, 3.0, 5.0])
-def test_fixed_noise_prunes_exactly_the_eigenvalues_below_noise(noise_var):
+@pytest.mark.parametrize("sigma2", [0.5, 1.2, 3.0, 5.0])
+def test_fixed_noise_prunes_exactly_the_eigenvalues_below_noise(sigma2):
     lam = np.array([4.0, 2.5, 1.0, 0.3])
     X, U = data_with_spectrum(np.random.default_rng(23), 50, lam, mean=np.array([1.0, 2.0, 3.0, 4.0]))
     k = 3
-    W, mean, s2 = ppca.fit(X, k, noise_var=noise_var)
-    assert s2 == noise_var
+    W, mean, s2 = ppca.fit(X, k, sigma2=sigma2)
+    assert s2 == sigma2
     norms = np.linalg.norm(W, axis=0)
     for j in range(k):
-        if lam[j] <= noise_var:
+        if lam[j] <= sigma2:
             assert norms[j] == 0.0
         else:
-            assert norms[j] == pytest.approx(np.sqrt(lam[j] - noise_var), rel=1e-10)
+            assert norms[j] == pytest.approx(np.sqrt(lam[j] - sigma2), rel=1e-10)
             assert abs(U[:, j] @ W[:, j]) == pytest.approx(norms[j], rel=1e-10)  # column along u_j
-    assert ppca.active_dims(lam, noise_var) == int(np.sum(lam > noise_var))
-    assert np.count_nonzero(norms) == min(k, ppca.active_dims(lam, noise_var))
+    assert ppca.active_dims(lam, sigma2) == int(np.sum(lam > sigma2))
+    assert np.count_nonzero(norms) == min(k, ppca.active_dims(lam, sigma2))
 
 
-@pytest.mark.parametrize("noise_var", [0.6, 2.0])
-def test_fixed_noise_optimum_by_bruteforce(noise_var):
+@pytest.mark.parametrize("sigma2", [0.6, 2.0])
+def test_fixed_noise_optimum_by_bruteforce(sigma2):
     lam = np.array([4.0, 1.5, 1.0, 0.3])
     X, _ = data_with_spectrum(np.random.default_rng(24), 40, lam)
     d, k = 4, 3
-    W, mean, _ = ppca.fit(X, k, noise_var=noise_var)
-    ll0 = ppca.log_likelihood(X, W, mean, noise_var)
+    W, mean, _ = ppca.fit(X, k, sigma2=sigma2)
+    ll0 = ppca.log_likelihood(X, W, mean, sigma2)
     rng = np.random.default_rng(25)
 
     def nll(w):
-        f, g = _nll_and_grad(np.concatenate([w, mean, [np.log(noise_var)]]), X, d, k)
+        f, g = _nll_and_grad(np.concatenate([w, mean, [np.log(sigma2)]]), X, d, k)
         return f, g[:d * k]
 
     results = [optimize.minimize(nll, rng.normal(size=d * k), jac=True, method="BFGS", options={"gtol": 1e-10})
@@ -134,14 +134,14 @@ def test_fixed_noise_optimum_by_bruteforce(noise_var):
     # the number of eigenvalues above the noise.
     Wb = best.x.reshape(d, k)
     np.testing.assert_allclose(Wb @ Wb.T, W @ W.T, atol=1e-6)
-    assert np.linalg.matrix_rank(W @ W.T, tol=1e-8) == ppca.active_dims(lam, noise_var)
+    assert np.linalg.matrix_rank(W @ W.T, tol=1e-8) == ppca.active_dims(lam, sigma2)
 
 
 def test_eigenvalue_equal_to_noise_gives_zero_column():
     lam = np.array([3.0, 1.0, 0.5])
     X, _ = data_with_spectrum(np.random.default_rng(26), 30, lam)
     _, lam_hat, _ = ppca.eigen(X)
-    W, _, _ = ppca.fit(X, 2, noise_var=float(lam_hat[1]))
+    W, _, _ = ppca.fit(X, 2, sigma2=float(lam_hat[1]))
     assert np.linalg.norm(W[:, 1]) == 0.0 and np.linalg.norm(W[:, 0]) > 0
     assert ppca.active_dims(lam_hat, float(lam_hat[1])) == 1
 

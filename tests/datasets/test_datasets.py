@@ -93,7 +93,7 @@ def test_c1_marginal_is_the_same_for_every_theta(theta):
     mean, cov = t.marginal()
     np.testing.assert_allclose(cov, [[0.01]], rtol=1e-14)
     np.testing.assert_array_equal(mean, [0.0])
-    assert t.noise_var == pytest.approx(max(0.01 - theta ** 2, 0.0), rel=1e-14, abs=1e-18)
+    assert t.sigma2 == pytest.approx(max(0.01 - theta ** 2, 0.0), rel=1e-14, abs=1e-18)
 
 
 def test_c1_quadrature_log_likelihood_is_the_same_for_every_theta():
@@ -121,7 +121,7 @@ def test_c2_marginal_is_the_same_for_every_B(B):
 def test_yacoby2020_constants():
     jt = D.linear_jtex(5, seed=0).truth
     np.testing.assert_allclose(jt.W @ jt.W.T, np.array(D.A_GT) @ np.array(D.A_GT).T + 0.006 * np.eye(2), rtol=1e-14)
-    np.testing.assert_allclose(jt.noise_var, [0.004, 0.004], rtol=1e-14)
+    np.testing.assert_allclose(jt.sigma2, [0.004, 0.004], rtol=1e-14)
     assert np.allclose(np.triu(jt.W, 1), 0)                                   # a Cholesky factor
     cub = D.cubic_jtex(5, seed=0)
     np.testing.assert_allclose(cub.truth.decode(cub.z), (cub.z @ jt.W.T) ** 3, rtol=1e-14)
@@ -133,7 +133,7 @@ def test_yacoby2020_constants():
     np.testing.assert_allclose(mob.decode(np.array([[0.3, -1.2]]))[0], [((w + 1 + 4j) / (w + 7 + 4j)).real,
                                                                            ((w + 1 + 4j) / (w + 7 + 4j)).imag],
                                rtol=1e-14)
-    assert mob.noise_var == 1e-5
+    assert mob.sigma2 == 1e-5
 
 
 # -- yacoby2021 sets -------------------------------------------------------------------------
@@ -211,8 +211,8 @@ def test_three_noise_residual_variance_per_region():
     t, region = ds.aux["t"], ds.aux["region"]
     assert t.min() >= 0 and t.max() <= 3
     np.testing.assert_array_equal(region, np.minimum(np.floor(t), 2))
-    v = ds.truth.constants["noise_vars"]
-    assert v == (0.01, 0.0004, 0.09) and ds.truth.noise_var is None
+    v = ds.truth.constants["sigma2_values"]
+    assert v == (0.01, 0.0004, 0.09) and ds.truth.sigma2 is None
     curve = np.stack([t - 1.5, np.sin(math.pi * t)], axis=1)
     r = ds.x - curve
     for k in range(3):
@@ -220,9 +220,9 @@ def test_three_noise_residual_variance_per_region():
         assert abs(rk.shape[0] / ds.n - 1 / 3) < 0.02                      # t ~ U(0, 3)
         s = (rk ** 2).mean(axis=0)                                       # per coordinate
         assert np.all(np.abs(s / v[k] - 1) < 5 * math.sqrt(2 / rk.shape[0]))
-    np.testing.assert_array_equal(ds.truth.constants["noise_var_of_t"](np.array([0.5, 1.0, 2.9]))[:, 0],
+    np.testing.assert_array_equal(ds.truth.constants["sigma2_of_t"](np.array([0.5, 1.0, 2.9]))[:, 0],
                                   [0.01, 0.0004, 0.09])
-    np.testing.assert_array_equal(ds.truth.noise_var_fn(ds.z), ds.truth.constants["noise_var_of_t"](t))
+    np.testing.assert_array_equal(ds.truth.sigma2_fn(ds.z), ds.truth.constants["sigma2_of_t"](t))
     assert len(ds.truth.quadrature_args["breakpoints"]) == 2
 
 
@@ -231,7 +231,7 @@ def test_hypersphere_radii(radius, d):
     ds = D.hypersphere(3000, seed=1, radius=radius, data_dim=d)
     np.testing.assert_allclose(np.linalg.norm(ds.x, axis=1), radius, rtol=1e-13)
     assert np.all(np.abs(ds.x.mean(axis=0)) < 5 * radius / math.sqrt(d * ds.n))   # centred
-    assert ds.truth.noise_var == 0.0
+    assert ds.truth.sigma2 == 0.0
 
 
 # -- dai2020 sets -------------------------------------------------------------------------
@@ -280,8 +280,8 @@ def test_bad_n(name, n, exc, match):
     (lambda: D.discrete_semicircle(10, 0, labelled_fraction=-0.1), ValueError, "labelled_fraction must be >= 0"),
     (lambda: D.discrete_semicircle(10, 0, labelled_fraction=1.5), ValueError, "labelled_fraction must be <= 1"),
     (lambda: D.discrete_semicircle(10, 0, labelled_fraction="a"), TypeError, "labelled_fraction must be a real"),
-    (lambda: D.three_noise(10, 0, noise_vars=(0.01, -0.1, 0.1)), ValueError, "noise_vars must be positive"),
-    (lambda: D.three_noise(10, 0, noise_vars=(0.01, 0.1)), ValueError, r"noise_vars must have shape \(3\)"),
+    (lambda: D.three_noise(10, 0, sigma2_values=(0.01, -0.1, 0.1)), ValueError, "sigma2_values must be positive"),
+    (lambda: D.three_noise(10, 0, sigma2_values=(0.01, 0.1)), ValueError, r"sigma2_values must have shape \(3\)"),
     (lambda: D.hypersphere(10, 0, radius=0.0), ValueError, "radius must be positive"),
     (lambda: D.soft_threshold_axis(10, 0, data_dim=1), ValueError, "data_dim must be >= 2"),
     (lambda: D.gaussian_spectrum(10, 0, eigs=(1.0, -0.5)), ValueError, "eigs must be non-negative"),

@@ -53,7 +53,7 @@ def test_log_likelihood_equals_closed_form_k2_on_a_2d_grid():
     np.testing.assert_allclose(quad, exact, rtol=1e-12, atol=1e-11)
 
 
-def test_decoder_with_its_own_variance_equals_noise_var():
+def test_decoder_with_its_own_variance_equals_sigma2():
     W, b, nv, x = linear_model(np.random.default_rng(2), 2, 1, 20)
     plain = Q.log_likelihood(x, lambda z: z @ W.T + b, 1, nv)
     own = Q.log_likelihood(x, lambda z: (z @ W.T + b, nv), 1)
@@ -213,10 +213,10 @@ X = np.zeros((3, 2))
     (lambda: Q.log_likelihood(X, "f", 1, 0.1), TypeError, "decode must be a callable"),
     (lambda: Q.log_likelihood(X, lin, 3, 0.1), ValueError, "latent_dim must be 1 or 2"),
     (lambda: Q.log_likelihood(X, lin, 1.0, 0.1), TypeError, "latent_dim must be an integer"),
-    (lambda: Q.log_likelihood(X, lin, 1, -0.1), ValueError, "noise_var must be positive"),
-    (lambda: Q.log_likelihood(X, lin, 1, np.ones(3)), ValueError, r"noise_var must be a positive scalar or a \(2,\)"),
-    (lambda: Q.log_likelihood(X, lin, 1), ValueError, "noise_var is required"),
-    (lambda: Q.log_likelihood(X, lambda z: (lin(z), 0.1), 1, 0.1), ValueError, "noise_var must be None"),
+    (lambda: Q.log_likelihood(X, lin, 1, -0.1), ValueError, "sigma2 must be positive"),
+    (lambda: Q.log_likelihood(X, lin, 1, np.ones(3)), ValueError, r"sigma2 must be a positive scalar or a \(2,\)"),
+    (lambda: Q.log_likelihood(X, lin, 1), ValueError, "sigma2 is required"),
+    (lambda: Q.log_likelihood(X, lambda z: (lin(z), 0.1), 1, 0.1), ValueError, "sigma2 must be None"),
     (lambda: Q.log_likelihood(X, lambda z: (lin(z), -1.0), 1), ValueError, "variance must be positive"),
     (lambda: Q.log_likelihood(X, lambda z: z, 1, 0.1), ValueError, r"decode\(z\) mean must have shape"),
     (lambda: Q.log_likelihood(X, lin, 1, 0.1, grid_size=8), ValueError, "grid_size must be >= 16"),

@@ -266,7 +266,7 @@ def test_fit_with_restarts_trains_each_restart_on_its_own_loss(bound):
 
 @pytest.mark.parametrize("R", [None, 3])
 @pytest.mark.parametrize("obs", ["fixed", "scalar", "decoder"])
-def test_sample_shapes_and_noise_variance(R, obs):
+def test_sample_shapes_and_sigma2iance(R, obs):
     """sample(params, y, n, rng): (R?, n, d) for a class, (m, R?, n, d) for m classes, means from
     decode; x - mean has per-coordinate variance s2 (sigma2 for fixed), within 4 se."""
     model = M2.from_sizes(3, 2, 3, (5,), obs=obs, sigma2=0.25)

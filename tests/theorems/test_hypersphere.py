@@ -43,7 +43,7 @@ def fit_circle(sigma2, schedule, average, seed=0):
     params, _ = fit_stages(model, params, X, stages=schedule, seed=seed + 1, average=average)
     z = np.random.default_rng(seed + 2).standard_normal((20000, 1))
     radius = np.linalg.norm(model.decode(params, z)[0], axis=-1)       # decoded means, z ~ p(z)
-    log_px = quadrature.log_likelihood(X, lambda zz: model.decode(params, zz)[0], 1, noise_var=sigma2)
+    log_px = quadrature.log_likelihood(X, lambda zz: model.decode(params, zz)[0], 1, sigma2=sigma2)
     neg_elbo, se = objective_estimate(model, params, X, seed=seed + 3, replicates=16, n_samples=16)
     return radius, log_px, neg_elbo, se
 

@@ -77,7 +77,7 @@ def learned_noise(data):
 def test_learned_noise_reaches_ppca_optimum(data, learned_noise):
     model, params, K = learned_noise
     fit = ppca.fit(data, K)
-    LL = ppca.log_likelihood(data, fit.W, fit.mean, fit.noise_var)
+    LL = ppca.log_likelihood(data, fit.W, fit.mean, fit.sigma2)
     C_star = fit.W @ fit.W.T
     for r in range(RESTARTS):
         W, b, V, D_, _, _ = learned(params, K, r)
@@ -86,7 +86,7 @@ def test_learned_noise_reaches_ppca_optimum(data, learned_noise):
         # |s2 / s2* - 1| <= 0.0018, |b - xbar| <= 0.0014. Tolerances 0.03 (0.75% of l_1 = 4), 1%
         # and 0.01: a 3-7x margin; a model off by a factor in the noise or the KL misses by O(1).
         assert np.abs(W @ W.T - C_star).max() < 0.03, f"restart {r}: W W^T\n{W @ W.T}\n!= PPCA\n{C_star}"
-        assert abs(s2 / fit.noise_var - 1.0) < 0.01, f"restart {r}: sigma2 {s2} != PPCA {fit.noise_var}"
+        assert abs(s2 / fit.sigma2 - 1.0) < 0.01, f"restart {r}: sigma2 {s2} != PPCA {fit.sigma2}"
         assert np.abs(b - fit.mean).max() < 0.01, f"restart {r}: offset {b} != xbar {fit.mean}"
         check_encoder_in_family(params, K, r, b, V)
         elbo = linear_vae.elbo(data, W, b, s2, V, D_)
@@ -131,7 +131,7 @@ def test_fixed_noise_prunes_exactly_the_small_eigenvalues(data, fraction, n_acti
     model = GaussianVAE.linear(D, K, obs="fixed", sigma2=gamma)
     params = model.init(np.random.default_rng(0), restarts=2)
     params, _ = fit_stages(model, params, data, stages=SCHEDULE, seed=2, average=AVERAGE)
-    fit = ppca.fit(data, K, noise_var=gamma)
+    fit = ppca.fit(data, K, sigma2=gamma)
     norms_star = np.sort(np.linalg.norm(fit.W, axis=0))[::-1]       # sqrt((l_j - gamma)_+), j <= K
     np.testing.assert_allclose(norms_star[:n_active], np.sqrt(eig[:n_active] - gamma), rtol=1e-12)
     enc_star = linear_vae.optimal_encoder(fit.W, gamma)

@@ -80,7 +80,7 @@ def test_linear_vae_parts_orientation():
         np.testing.assert_allclose(model.decode(params, z)[0][r], z @ p["W"].T + p["b"], rtol=1e-12)
         np.testing.assert_allclose(mu[r], x @ p["V"].T + p["c"], rtol=1e-12)
         np.testing.assert_allclose(lv[r], x @ p["G"] + p["g"], rtol=1e-12)
-        assert p["noise_var"] == pytest.approx(math.exp(float(params["dec.obs_logvar"][r, 0])), rel=1e-14)
+        assert p["sigma2"] == pytest.approx(math.exp(float(params["dec.obs_logvar"][r, 0])), rel=1e-14)
 
 
 def test_exact_linear_elbo_reduces_to_analytic_in_its_family():
@@ -106,7 +106,7 @@ def test_exact_linear_elbo_is_refvaes_loss_for_any_affine_encoder():
     mu, lv = (to_host(a) for a in model.encode(params, x))
     p = collapse.linear_vae_parts(model, params)
     assert np.abs(p["G"]).max() > 0.1
-    exact = -collapse.exact_linear_elbo(x, p["W"], p["b"], p["noise_var"], mu, lv).mean()
+    exact = -collapse.exact_linear_elbo(x, p["W"], p["b"], p["sigma2"], mu, lv).mean()
     vals = np.array([float(model.value_and_grad(params, x, normal(rng, model.noise_shape(params, N, 16)))[0])
                      for _ in range(64)])
     se = vals.std(ddof=1) / 8.0
@@ -119,9 +119,9 @@ def test_manifold_data_is_reproducible_and_shared_across_seeds():
     np.testing.assert_array_equal(a, collapse.manifold_data(50, 1, data_dim=10, intrinsic_dim=3))
     assert not np.allclose(a, collapse.manifold_data(50, 2, data_dim=10, intrinsic_dim=3))
     assert not np.allclose(a, collapse.manifold_data(50, 1, data_dim=10, intrinsic_dim=3, manifold_seed=1))
-    # the noise is additive on top of the same network: noise-free and noisy data differ by noise_var^(1/2) e
-    clean = collapse.manifold_data(2000, 7, data_dim=10, intrinsic_dim=3, noise_var=0.0)
-    noisy = collapse.manifold_data(2000, 7, data_dim=10, intrinsic_dim=3, noise_var=0.04)
+    # the noise is additive on top of the same network: noise-free and noisy data differ by sigma2^(1/2) e
+    clean = collapse.manifold_data(2000, 7, data_dim=10, intrinsic_dim=3, sigma2=0.0)
+    noisy = collapse.manifold_data(2000, 7, data_dim=10, intrinsic_dim=3, sigma2=0.04)
     assert np.var(noisy - clean) == pytest.approx(0.04, rel=0.05)    # 20000 draws: 1 sd of the ratio is 1%
     with pytest.raises(ValueError, match="intrinsic_dim"):
         collapse.manifold_data(10, 0, intrinsic_dim=0)

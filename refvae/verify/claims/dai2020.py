@@ -74,7 +74,7 @@ def ppca_optimum(ctx):
                                    seed=ctx.rng("ppca_optimum", "train"), average=steps,
                                    progress=lambda f: ctx.progress(f, "training linear VAEs"))
     gap = res.loglik_ppca - res.elbo
-    s2_err = np.abs(res.noise_var / res.noise_var_ppca - 1.0)
+    s2_err = np.abs(res.sigma2 / res.sigma2_ppca - 1.0)
     checks = {"W W^T": res.cov_error.max() < 0.015, "noise": s2_err.max() < 0.01,
               "ELBO = LL": bool(np.all((gap > -1e-9) & (gap < 1e-3))),
               "log-variance constant": res.logvar_spread.max() < 0.06, "offset": res.offset_error.max() < 0.01}
@@ -82,15 +82,15 @@ def ppca_optimum(ctx):
     failed = [k for k, ok in checks.items() if not ok]
     return Outcome(
         passed=passed,
-        measured={"cov_error_rel_l1": _r(res.cov_error, 6), "noise_var": _r(res.noise_var, 6),
-                  "noise_var_ppca": round(res.noise_var_ppca, 6), "elbo": _r(res.elbo, 6),
+        measured={"cov_error_rel_l1": _r(res.cov_error, 6), "sigma2": _r(res.sigma2, 6),
+                  "sigma2_ppca": round(res.sigma2_ppca, 6), "elbo": _r(res.elbo, 6),
                   "loglik_ppca": round(res.loglik_ppca, 6), "loglik_minus_elbo": _r(gap, 7),
                   "logvar_spread_max": _r(res.logvar_spread),
                   "offset_error_max": round(float(res.offset_error.max()), 5), "sample_eigenvalues": _r(res.eigenvalues)},
-        spread={"noise_var": float(np.std(res.noise_var)), "elbo": float(np.std(res.elbo))},
+        spread={"sigma2": float(np.std(res.sigma2)), "elbo": float(np.std(res.elbo))},
         paper_value="W W^T = PPCA's, noise = mean of discarded eigenvalues, ELBO = PPCA log-likelihood",
         summary=(f"{len(res.elbo)} restarts: max abs(W W^T - PPCA) = {res.cov_error.max():.1e} l_1, noise "
-                 f"{res.noise_var.mean():.5f} vs PPCA {res.noise_var_ppca:.5f}, exact ELBO {res.elbo.mean():.5f} vs PPCA "
+                 f"{res.sigma2.mean():.5f} vs PPCA {res.sigma2_ppca:.5f}, exact ELBO {res.elbo.mean():.5f} vs PPCA "
                  f"log-likelihood {res.loglik_ppca:.5f} (max gap {gap.max():.1e} nats)"
                  + ("" if passed else f"; FAILED: {', '.join(failed)}")))
 
@@ -283,7 +283,7 @@ def ae_vs_vae_depth(ctx):
                 "ae_error": _curve(ae)[0], "vae_error": _curve(vae)[0],
                 "vae_active_units": _r(res.active_units["vae"].mean(axis=1), 2),
                 "vae_sigma_near_one": _r(res.sigma_near_one["vae"].mean(axis=1), 3),
-                "vae_gamma": _r(res.noise_var["vae"].mean(axis=1)),
+                "vae_gamma": _r(res.sigma2["vae"].mean(axis=1)),
                 "ae_late_change": _r(res.late_change["ae"].mean(axis=1), 3)}
     spread = {"ae_error": _curve(ae)[1], "vae_error": _curve(vae)[1]}
     extra = ""
