@@ -21,8 +21,27 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-verify: $(STAMP)
+# make verify PLOT=1 also installs the plot extra (matplotlib) into $(VENV), so the report has figures
+PLOT       ?=
+PLOT_STAMP := $(VENV)/.plot-stamp
+.PHONY: install-plot
+
+verify: $(STAMP) $(if $(filter 1 yes true,$(PLOT)),$(PLOT_STAMP))
 	$(BIN)/python -m refvae verify $(VERIFY_ARGS)
+
+install-plot: $(PLOT_STAMP)
+
+$(PLOT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[plot]'
+	touch $(PLOT_STAMP)
+
+# make bench: refvae's training step against a lean NumPy step (and PyTorch, JAX when installed:
+# pip install -e '.[bench]', or BENCH_PYTHON=<a venv's python> that has them); BENCH_ARGS e.g. --quick
+BENCH_PYTHON ?= $(BIN)/python
+.PHONY: bench
+
+bench: $(STAMP)
+	$(BENCH_PYTHON) benchmarks/step_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -72,7 +72,7 @@ def gaussian_log_prob(x, mean, logvar):
     """
     xp = xp_of(x, mean, logvar)
     r = x - mean
-    prec = xp.exp(-logvar)
+    prec = xp.exp(-xp.asarray(logvar, dtype=xp.result_type(r, logvar)))   # a float logvar in r's float type
     sq = r * r * prec
     return -0.5 * (sq + logvar + LOG_2PI), r * prec, 0.5 * (sq - 1.0)
 

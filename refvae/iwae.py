@@ -21,10 +21,10 @@ import math
 import numpy as np
 
 from . import _checks
-from .backend import xp_of
+from .backend import mean, xp_of
 from .distributions import kl_sample, kl_sample_backward, logsumexp, reparameterize
 from .layers import _sub
-from .objectives import GaussianVAE, _prefixed, _restart_shape, _template
+from .objectives import GaussianVAE, _in_param_dtype, _prefixed, _restart_shape, _template
 
 
 class IWAE:
@@ -82,7 +82,7 @@ class IWAE:
     def bound(self, params, x, noise, *, sigma2=None):
         """L_S(x) per data point: shape (R?, B), for x (B, d) or (R, B, d) and noise (S, R?, B, K)."""
         x, noise = self._check(params, x, noise)
-        log_w = self._forward(params, x, noise, sigma2)[0]
+        log_w = self._forward(params, *_in_param_dtype(params, x, noise), sigma2)[0]
         return logsumexp(log_w, 0) - math.log(noise.shape[0])
 
     def value_and_grad(self, params, x, noise, *, sigma2=None, with_terms=False):
@@ -102,19 +102,24 @@ class IWAE:
         grads : dict like ``params``.
         """
         x, noise = self._check(params, x, noise)
+        return self.value_and_grad_unchecked(params, x, noise, sigma2=sigma2, with_terms=with_terms)
+
+    def value_and_grad_unchecked(self, params, x, noise, *, sigma2=None, with_terms=False):
+        """``value_and_grad`` without its input checks (see ``GaussianVAE.value_and_grad_unchecked``)."""
         vae = self.vae
+        x, noise = _in_param_dtype(params, x, noise)
         xp = xp_of(x)
         log_w, (enc_cache, dec, mu, lv, z, std) = self._forward(params, x, noise, sigma2)
         S, batch = noise.shape[0], mu.shape[-2]
         lse = logsumexp(log_w, 0)
-        bound = (lse - math.log(S)).mean(axis=-1)
+        bound = mean(lse - math.log(S), -1)
         loss = -bound
 
         # d loss / d log w_s = -wt_s / B, wt = softmax_s(log w) held constant
         c = -xp.exp(log_w - lse) / batch
         dz, grads = vae.gen.backward(params, dec, c)
         dmu, dlv = kl_sample_backward(-c, dz, z, std, noise, mu.shape, lv.shape)   # log w has -kl_sample
-        _, g_enc = vae.encoder.backward(_sub(params, "enc."), enc_cache, xp.concatenate([dmu, dlv], axis=-1))
+        g_enc = vae.encoder.param_grads(_sub(params, "enc."), enc_cache, xp.concatenate([dmu, dlv], axis=-1))
         grads.update(_prefixed("enc.", g_enc))
         if not with_terms:
             return loss, grads

@@ -7,6 +7,11 @@ Every layer has three methods:
 - ``forward(params, x) -> (y, cache)``
 - ``backward(params, cache, dy) -> (dx, grads)``, ``grads`` with the keys and shapes of ``params``.
 
+and ``param_grads(params, cache, dy) -> grads``, the ``grads`` of ``backward`` alone: an
+objective calls it on its input network, whose input gradient (the data's) nobody needs. It is
+``backward(...)[1]`` unless a layer can skip work (``Linear`` skips the product dy W^T, the
+largest one at the first layer of a wide input).
+
 Shapes. Inputs are (..., B, n_in): any leading axes broadcast. Parameters may carry a
 leading **restarts axis** R (``W`` of shape (R, n_in, n_out), ``b`` of shape (R, n_out)) so that
 R independent models run as one array program; the model without that axis is the same
@@ -22,9 +27,22 @@ from .backend import asarray, make_rng, sum_to_shape, to_host, xp_of
 
 
 def _sub(params, prefix):
-    """The entries of ``params`` under ``prefix``, with the prefix stripped."""
-    n = len(prefix)
-    return {k[n:]: v for k, v in params.items() if k.startswith(prefix)}
+    """The entries of ``params`` under ``prefix``, with the prefix stripped.
+
+    Which keys those are is worked out once per (set of keys, prefix) and remembered: a training
+    loop asks the same question every step.
+    """
+    keys = tuple(params)
+    plan = _SUB_PLANS.get((keys, prefix))
+    if plan is None:
+        if len(_SUB_PLANS) > 1024:
+            _SUB_PLANS.clear()
+        n = len(prefix)
+        plan = _SUB_PLANS[keys, prefix] = [(k[n:], k) for k in keys if k.startswith(prefix)]
+    return {name: params[k] for name, k in plan}
+
+
+_SUB_PLANS = {}
 
 
 def _restarts_shape(restarts, shape):
@@ -45,6 +63,10 @@ class Layer:
 
     def backward(self, params, cache, dy):
         return dy, {}
+
+    def param_grads(self, params, cache, dy):
+        """The parameter gradients of ``backward`` without the input gradient (nothing is skipped here)."""
+        return self.backward(params, cache, dy)[1]
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -72,10 +94,13 @@ class Linear(Layer):
         return x @ params["W"] + params["b"][..., None, :], x
 
     def backward(self, params, x, dy):
+        return dy @ params["W"].swapaxes(-1, -2), self.param_grads(params, x, dy)
+
+    def param_grads(self, params, x, dy):
         W, b = params["W"], params["b"]
         gW = sum_to_shape(x.swapaxes(-1, -2) @ dy, W.shape)
         gb = sum_to_shape(dy.sum(axis=-2), b.shape)
-        return dy @ W.swapaxes(-1, -2), {"W": gW, "b": gb}
+        return {"W": gW, "b": gb}
 
     def __repr__(self):
         return f"Linear({self.n_in}, {self.n_out})"
@@ -115,7 +140,7 @@ class CholeskyLinear(Layer):
         """L = chol(A A^T + diag B), shape (R?, d, d)."""
         A = params["A"]
         xp = xp_of(A)
-        return xp.linalg.cholesky(A @ A.swapaxes(-1, -2) + xp.diag(xp.asarray(self.B)))
+        return xp.linalg.cholesky(A @ A.swapaxes(-1, -2) + xp.diag(xp.asarray(self.B, A.dtype)))
 
     def forward(self, params, z):
         L = self.factor(params)
@@ -132,7 +157,7 @@ class CholeskyLinear(Layer):
         dL = xp.tril(sum_to_shape(dy.swapaxes(-1, -2) @ z, L.shape))
         Lt = L.swapaxes(-1, -2)
         phi = xp.tril(Lt @ dL)
-        phi = phi - 0.5 * xp.eye(self.n_in) * phi
+        phi = phi - 0.5 * xp.eye(self.n_in, dtype=phi.dtype) * phi
         left = xp.linalg.solve(Lt, phi)                                     # L^-T Phi
         S = xp.linalg.solve(Lt, left.swapaxes(-1, -2)).swapaxes(-1, -2)     # L^-T Phi L^-1
         return dz, {"A": (S + S.swapaxes(-1, -2)) @ A}
@@ -204,7 +229,8 @@ class LeakyReLU(Elementwise):
         return xp_of(x).where(x > 0, x, self.slope * x)
 
     def df(self, x, y):
-        return xp_of(x).where(x > 0, 1.0, self.slope)
+        xp = xp_of(x)
+        return xp.where(x > 0, xp.asarray(1.0, x.dtype), xp.asarray(self.slope, x.dtype))
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"
@@ -296,17 +322,40 @@ class Sequential(Layer):
 
     def forward(self, params, x):
         caches = []
-        for i, layer in enumerate(self.layers):
-            x, cache = layer.forward(_sub(params, f"{i}."), x)
+        for layer, p in zip(self.layers, self._split(params)):
+            x, cache = layer.forward(p, x)
             caches.append(cache)
         return x, caches
 
     def backward(self, params, caches, dy):
-        grads = {}
+        return self._backward(params, caches, dy, need_dx=True)
+
+    def param_grads(self, params, caches, dy):
+        return self._backward(params, caches, dy, need_dx=False)[1]
+
+    def _backward(self, params, caches, dy, need_dx):
+        grads, split = {}, self._split(params)
         for i in reversed(range(len(self.layers))):
-            dy, g = self.layers[i].backward(_sub(params, f"{i}."), caches[i], dy)
+            if i or need_dx:
+                dy, g = self.layers[i].backward(split[i], caches[i], dy)
+            else:                                        # the input gradient is not wanted
+                dy, g = None, self.layers[i].param_grads(split[i], caches[i], dy)
             grads.update({f"{i}.{k}": v for k, v in g.items()})
         return dy, grads
+
+    def _split(self, params):
+        """``[_sub(params, "0."), _sub(params, "1."), ...]``, one dict per layer.
+
+        Which key goes where is worked out once per set of keys (every step of a training loop
+        passes the same keys) instead of scanning every key for every layer.
+        """
+        keys = tuple(params)
+        if keys != self.__dict__.get("_plan_keys"):
+            parts = [k.partition(".") for k in keys]
+            self._plan = [[(rest, k) for k, (head, dot, rest) in zip(keys, parts) if dot and head == str(i)]
+                          for i in range(len(self.layers))]
+            self._plan_keys = keys
+        return [{name: params[k] for name, k in plan} for plan in self._plan]
 
     def __repr__(self):
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"

@@ -10,6 +10,13 @@ step the two groups separately. Every objective is a pure function
 deterministic given the injected standard-normal ``noise``: ``loss`` is the mean loss per
 data point (shape (R,) with a restarts axis, else a scalar) and ``grads`` has the keys and
 shapes of ``params``; with a restarts axis each restart's gradient is that of its own loss.
+
+``value_and_grad`` validates its inputs (a clear error before any work). A loop that validated
+them once and calls it thousands of times with inputs it built itself (``fit``) may call
+``value_and_grad_unchecked``: the same computation, the same numbers, without the checks.
+
+The computation runs in the parameters' float type: ``x`` and ``noise`` are cast to it, so a
+model initialised under ``refvae.backend.use_dtype("float32")`` computes in float32.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _checks
-from .backend import asarray, make_rng, sum_to_shape, xp_of
+from .backend import asarray, make_rng, mean, sum_to_shape, xp_of
 from .distributions import (gaussian_log_prob, kl_sample, kl_sample_backward, kl_std_normal, reparameterize,
                             reparameterize_backward)
 from .layers import Layer, _sub, mlp
@@ -32,6 +39,12 @@ _DecoderCache = namedtuple("_DecoderCache", "layers mean obs_logvar dmean dlv")
 
 def _prefixed(prefix, tree):
     return {prefix + k: v for k, v in tree.items()}
+
+
+def _in_param_dtype(params, *arrays):
+    """``arrays`` cast to the parameters' float type (None passes through); no copy when it already matches."""
+    dtype = next(iter(params.values())).dtype
+    return tuple(a if a is None or a.dtype == dtype else a.astype(dtype) for a in arrays)
 
 
 def _check_widths(name, net, n_in, n_out):
@@ -171,7 +184,7 @@ class GaussianDecoder:
         s2 = math.exp(lv) if isinstance(lv, float) else xp.exp(lv)
         s2 = xp.broadcast_to(xp.asarray(s2, dtype=xp.float64), cache.mean.shape)
         lead = s2.ndim - 2 - len(loss_shape)
-        return s2.mean(axis=tuple(range(lead)) + (-2, -1))
+        return mean(s2, tuple(range(lead)) + (-2, -1))
 
 
 class GaussianVAE:
@@ -286,8 +299,22 @@ class GaussianVAE:
         noise = _checks.array("noise", noise)
         if noise.ndim < 2 or noise.shape[-1] != self.latent_dim:   # the full shape is checked against mu below
             raise ValueError(f"noise must have shape (S?, R?, B, {self.latent_dim}), got {tuple(noise.shape)}")
+        return self.value_and_grad_unchecked(params, x, noise, beta=beta, sigma2=sigma2, with_terms=with_terms)
+
+    def value_and_grad_unchecked(self, params, x, noise, *, beta=None, sigma2=None, with_terms=False):
+        """``value_and_grad`` without its input checks, for a loop that made its inputs valid once.
+
+        The same computation and the same numbers. The caller vouches that ``params`` holds the
+        model's keys and shapes, ``x`` and ``noise`` are finite arrays of the documented shapes,
+        and ``beta`` (float >= 0) and ``sigma2`` are valid: bad input here gives a NumPy error or
+        a wrong number instead of a message naming the argument. Arguments and returns as
+        ``value_and_grad``.
+        """
+        beta = self.beta if beta is None else float(beta)
+        x, noise = _in_param_dtype(params, x, noise)
         xp = xp_of(x)
-        enc_out, enc_cache = self.encoder.forward(_sub(params, "enc."), x)
+        enc_params = _sub(params, "enc.")
+        enc_out, enc_cache = self.encoder.forward(enc_params, x)
         K = self.latent_dim
         mu, lv = enc_out[..., :K], enc_out[..., K:]
         if noise.shape != mu.shape and noise.shape[1:] != mu.shape:
@@ -299,24 +326,24 @@ class GaussianVAE:
         n_samples = logp.size // math.prod(point_shape)
 
         def per_point_mean(a):                                    # (S?, R?, B) -> () or (R,)
-            return a.reshape((n_samples,) + point_shape).mean(axis=0).mean(axis=-1)
+            return mean(mean(a.reshape((n_samples,) + point_shape), 0), -1)
 
         loss_recon = -per_point_mean(logp)
         # backward: d loss / d log p(x_b | z_sb) = -1 / (S B)
-        dz, grads = self.gen.backward(params, dec, xp.full(logp.shape, -1.0 / (n_samples * batch)))
+        dz, grads = self.gen.backward(params, dec, xp.full(logp.shape, -1.0 / (n_samples * batch), logp.dtype))
         if self.kl == "sample":
             kls = kl_sample(z, noise, lv)
             loss_kl = per_point_mean(kls)
-            dmu, dlv = kl_sample_backward(xp.full(kls.shape, beta / (n_samples * batch)), dz, z, std, noise,
-                                          mu.shape, lv.shape)
+            dmu, dlv = kl_sample_backward(xp.full(kls.shape, beta / (n_samples * batch), kls.dtype), dz, z, std,
+                                          noise, mu.shape, lv.shape)
         else:
             kl, dmu_kl, dlv_kl = kl_std_normal(mu, lv)            # (R?, B)
-            loss_kl = kl.mean(axis=-1)
+            loss_kl = mean(kl, -1)
             dmu, dlv = reparameterize_backward(dz, std, noise, mu.shape, lv.shape)
             dmu = dmu + dmu_kl * (beta / batch)
             dlv = dlv + dlv_kl * (beta / batch)
         loss = loss_recon + beta * loss_kl
-        _, g_enc = self.encoder.backward(_sub(params, "enc."), enc_cache, xp.concatenate([dmu, dlv], axis=-1))
+        g_enc = self.encoder.param_grads(enc_params, enc_cache, xp.concatenate([dmu, dlv], axis=-1))
         grads.update(_prefixed("enc.", g_enc))
         if not with_terms:
             return loss, grads
@@ -400,11 +427,16 @@ class Autoencoder:
         """
         _checks.params_like(params, _template(self))
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
+        return self.value_and_grad_unchecked(params, x, noise, with_terms=with_terms)
+
+    def value_and_grad_unchecked(self, params, x, noise=None, *, with_terms=False):
+        """``value_and_grad`` without its input checks (see ``GaussianVAE.value_and_grad_unchecked``)."""
+        (x,) = _in_param_dtype(params, x)
         z, enc_cache = self.encoder.forward(_sub(params, "enc."), x)
         xhat, dec_cache = self.decoder.forward(_sub(params, "dec."), z)
         r = xhat - x
-        loss = (r * r).sum(axis=-1).mean(axis=-1)
+        loss = mean((r * r).sum(axis=-1), -1)
         dz, g_dec = self.decoder.backward(_sub(params, "dec."), dec_cache, r * (2.0 / x.shape[-2]))
-        _, g_enc = self.encoder.backward(_sub(params, "enc."), enc_cache, dz)
+        g_enc = self.encoder.param_grads(_sub(params, "enc."), enc_cache, dz)
         grads = {**_prefixed("enc.", g_enc), **_prefixed("dec.", g_dec)}
         return (loss, grads, {"recon": loss}) if with_terms else (loss, grads)

@@ -81,3 +81,25 @@ def test_update_argument_errors():
     # keys outside ``only`` need no gradient
     p2, _ = opt.update(p, {"enc.a": np.ones(2)}, state, only="enc.")
     np.testing.assert_array_equal(p2["dec.a"], p["dec.a"])
+
+
+@pytest.mark.parametrize("opt", [Adam(0.1, group_lr={"dec.": 0.01}), SGD(0.1, momentum=0.5)])
+def test_update_is_pure_and_state_is_a_savable_tree(opt):
+    """The contract checkpoints rely on: ``update`` mutates none of its arguments, and the state is a
+    dict tree (str keys) whose leaves are arrays or numbers, so ``numpy.savez`` can hold it."""
+    rng = np.random.default_rng(0)
+    p = {"enc.W": rng.standard_normal((3, 2)), "dec.b": rng.standard_normal(2)}
+    g = {k: rng.standard_normal(v.shape) for k, v in p.items()}
+    state = opt.init(p)
+    copies = [{k: v.copy() for k, v in tree.items()} for tree in (p, g)]
+    state_copy = {s: {k: np.copy(v) for k, v in tree.items()} for s, tree in state.items()}
+    for only in (None, "enc."):
+        p2, state2 = opt.update(p, g, state, only=only)
+        for tree, copy in zip((p, g), copies):
+            assert all(np.array_equal(tree[k], copy[k]) for k in tree)
+        assert all(np.array_equal(state[s][k], state_copy[s][k]) for s in state for k in state[s])
+        assert p2 is not p and state2 is not state
+        for s, tree in state2.items():
+            assert isinstance(s, str) and isinstance(tree, dict)
+            assert all(isinstance(k, str) and isinstance(v, (np.ndarray, int, float, np.number))
+                       for k, v in tree.items())
