@@ -24,11 +24,17 @@ def array(name, a, *, ndim=None, shape=None, finite=True, positive=False, nonneg
     """
     if isinstance(a, (str, bytes, dict, set)) or a is None:
         raise TypeError(f"{name} must be an array of real numbers, got {type(a).__name__}")
+    if isinstance(a, np.ma.MaskedArray):  # np.asarray would drop the mask and use the masked entries
+        raise TypeError(f"{name} must be a plain array, got a numpy.ma.MaskedArray (its masked entries would "
+                        f"be used as numbers): drop or fill them first, e.g. {name}.filled(value)")
     try:
         arr = np.asarray(a)
     except Exception as exc:  # ragged lists and other non-arrays
         raise TypeError(f"{name} must be an array of real numbers, got {type(a).__name__}") from exc
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
+    if arr.dtype.kind == "b":  # a mask passed by mistake; never read silently as 0/1 numbers
+        raise TypeError(f"{name} must be a real numeric array (convert with .astype(float) if 0/1 is meant), "
+                        f"got dtype bool")
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=True)
     if ndim is not None:

@@ -18,12 +18,18 @@ def array(name, a, *, ndim=None, min_ndim=None, shape=None, last_dim=None, finit
     ``shape`` may contain ``None`` for free sizes. Lists are converted with NumPy.
     """
     xp = xp_of(a)
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} must be a plain array, got a numpy.ma.MaskedArray (its masked entries would "
+                        f"be used as numbers): drop or fill them first, e.g. {name}.filled(value)")
     if not hasattr(a, "dtype"):
         try:
             a = np.asarray(a)
         except Exception as exc:
             raise TypeError(f"{name} must be an array of numbers, got {type(a).__name__}") from exc
-    if a.dtype == object or a.dtype.kind not in "biuf":
+    if a.dtype.kind == "b":     # a mask passed by mistake; never read silently as 0/1 numbers
+        want = "an integer array" if integer else "a real numeric array (convert with .astype(float) if 0/1 is meant)"
+        raise TypeError(f"{name} must be {want}, got dtype bool")
+    if a.dtype == object or a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     if integer:
         if a.dtype.kind not in "iu":
@@ -90,27 +96,63 @@ def choice(name, v, options):
     return v
 
 
-def params_like(params, template, name="params"):
-    """Check ``params`` holds every key of ``template`` (key -> shape without the restarts axis).
+def params(name, params):
+    """Validate a parameter dict before training: str keys -> finite real floating-point arrays.
 
-    Other keys are allowed (one dict may hold several objectives' parameters, as in LiBI); they
-    get no gradient, and an optimiser asked to step them says so.
-    Each entry must have the template's number of axes, optionally behind one leading restarts
-    axis R common to all entries, and the template's last (feature) axis. Other axes are not
-    compared: a per-point encoder's table is sliced to the batch.
+    Trainers call it once at entry (an objective's ``value_and_grad`` checks keys, shapes and dtypes
+    on every call, and training then watches the loss), so a NaN or inf parameter is reported
+    here, named, instead of as a divergence at step 0.
     """
     if not isinstance(params, dict):
         raise TypeError(f"{name} must be a dict of arrays, got {type(params).__name__}")
-    missing = sorted(set(template) - set(params))
+    if not params:
+        raise ValueError(f"{name} must not be empty")
+    for k, v in params.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{name} must have str keys, got {k!r}")
+        _float_array(f"{name}[{k!r}]", v)
+        if not bool(xp_of(v).isfinite(v).all()):
+            raise ValueError(f"{name}[{k!r}] must be finite (found NaN or inf)")
+    return params
+
+
+def _float_array(name, v):
+    """A real floating-point array (float64, or float32 where a fast path allows it)."""
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if kind != "f" or isinstance(v, np.ma.MaskedArray) or not hasattr(v, "shape"):
+        got = f"dtype {v.dtype}" if kind is not None else type(v).__name__
+        raise TypeError(f"{name} must be a real floating-point array, got {got}")
+
+
+def params_like(params, template, name="params"):
+    """Check ``params`` against a model's ``template`` (key -> shape without the restarts axis).
+
+    Every template key must be present, as a real floating-point array of the template's shape,
+    optionally behind one leading restarts axis R common to all entries (a scalar parameter,
+    shape (), has shape (R,) with restarts). ``None`` in a template shape is a free size (a
+    per-point encoder's table sliced to the batch). Other keys are allowed (one dict may hold
+    several objectives' parameters, as in LiBI); they get no gradient, and an optimiser asked
+    to step them says so. Values are not scanned (O(1) per key): trainers check finiteness once
+    with ``params`` and then watch the loss.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"{name} must be a dict of arrays, got {type(params).__name__}")
+    missing = [k for k in template if k not in params]
     if missing:
         extra = sorted(set(params) - set(template))
-        raise ValueError(f"{name} lacks the model's entries {missing}" + (f" (it has {extra})" if extra else ""))
+        raise ValueError(f"{name} lacks the model's entries {sorted(missing)}" + (f" (it has {extra})" if extra else ""))
     lead = None
     for k, shape in template.items():
-        got = tuple(getattr(params[k], "shape", ()))
+        v = params[k]
+        got = getattr(v, "shape", ())
         n = len(got) - len(shape)
-        if n not in (0, 1) or got[-1:] != tuple(shape)[-1:] or (lead is not None and got[:n] != lead):
-            raise ValueError(f"{name}[{k!r}] must have shape {tuple(shape)} or (R, *{tuple(shape)}) with the "
-                             f"same R for every entry, got {got}")
+        if n not in (0, 1) or (lead is not None and got[:n] != lead) or \
+                (got[n:] != shape and any(s is not None and s != g for s, g in zip(shape, got[n:]))):
+            axes = ", ".join("*" if s is None else str(s) for s in shape)
+            one = f"({axes},)" if len(shape) == 1 else f"({axes})"
+            raise ValueError(f"{name}[{k!r}] must have shape {one} or (R, {axes}) with the same R for every "
+                             f"entry, got {tuple(got)}".replace("(R, )", "(R,)"))
+        if getattr(getattr(v, "dtype", None), "kind", None) != "f":
+            _float_array(f"{name}[{k!r}]", v)
         lead = got[:n]
     return params

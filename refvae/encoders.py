@@ -29,15 +29,19 @@ posteriors) with ``refvae.train.fit(..., only=("enc.",))``.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from . import _checks
 from .backend import asarray, make_rng, sum_to_shape, to_host, xp_of
 from .layers import Layer
-from .objectives import GaussianVAE
+from .objectives import GaussianVAE, _template
 from .train import fit
 
 __all__ = ["PerPointEncoder", "PerPointVAE", "with_index", "fit_encoder"]
+
+_TABLES = ("enc.mu", "enc.logvar")
 
 
 class PerPointEncoder(Layer):
@@ -139,6 +143,11 @@ class PerPointVAE:
         if not isinstance(model.encoder, PerPointEncoder):
             raise TypeError(f"model.encoder must be a PerPointEncoder, got {type(model.encoder).__name__}")
         self.model = model
+        # The wrapped model is called on the batch's rows of the tables: a copy of it whose
+        # parameter template leaves the tables' row axis free (the full tables are checked here).
+        self._batch_model = copy.copy(model)
+        self._batch_model._param_template = {k: (None,) + s[1:] if k in _TABLES else s
+                                             for k, s in _template(model).items()}
         self.encoder, self.decoder = model.encoder, model.decoder
         self.latent_dim, self.data_dim = model.latent_dim, model.data_dim
         self.num_points = model.encoder.num_points
@@ -203,9 +212,10 @@ class PerPointVAE:
         (loss, grads[, terms]) as ``GaussianVAE.value_and_grad``; ``grads["enc.mu"]`` and
         ``grads["enc.logvar"]`` are (R?, N, K), zero in every row not in the batch.
         """
+        _checks.params_like(params, _template(self.model))
         x, idx = self.split(xa)
-        out = self.model.value_and_grad(self._gather(params, idx), x, noise, beta=beta, sigma2=sigma2,
-                                        with_terms=with_terms)
+        out = self._batch_model.value_and_grad(self._gather(params, idx), x, noise, beta=beta, sigma2=sigma2,
+                                               with_terms=with_terms)
         grads = dict(out[1])
         xp = xp_of(x)
         for k in ("enc.mu", "enc.logvar"):

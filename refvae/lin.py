@@ -38,19 +38,32 @@ noise (as in ``refvae.train.fit``).
 
 Learning rates: ``enc_lr`` and ``dec_lr`` build ``Adam(group_lr={"enc.": enc_lr, "dec.":
 dec_lr})``; pass ``optimizer`` instead for anything else (not both).
+
+Runs keep their work as ``refvae.train.fit``'s do: Ctrl-C raises ``TrainingInterrupted`` whose
+``result`` (a ``LINResult``) holds the parameters and optimiser state after the last finished
+optimiser step and the history of the finished decoder steps; divergence raises
+``TrainingDiverged`` naming the optimiser step, carrying the same result before that step; and
+with ``on_divergence="isolate"`` a diverging restart is frozen (its rows NaN from then on) while
+the others train on. Here every step is checked in full (loss and stepped parameters). A frozen
+restart no longer runs its inner loop, and the inner loop's length (the longest of the running
+restarts') decides how many random numbers a decoder step draws, so unlike ``fit`` the other
+restarts' numbers can differ from a run in which that restart never diverged.
 """
 from __future__ import annotations
 
+import inspect
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _checks
-from .backend import make_rng, normal, to_device, to_host, xp_of
+from .backend import make_rng, normal, to_device, to_host
 from .metrics.information import encoder_mutual_information
 from .optim import Adam
-from .train import FitResult, check_loop_args, gradient_step, minibatches
+from .train import (Batches, FitResult, StepGuard, TrainingInterrupted, check_callback, check_loop_args, check_model,
+                    check_optimizer, check_schedules, empty_history, mask_rows, resolve_policy, select_restarts)
 
 __all__ = ["inner_should_stop", "count_inner_steps", "fit_lin", "fit_lin_segmented", "LINResult"]
 
@@ -124,38 +137,48 @@ def _selected(key, prefixes):
     return prefixes is None or any(key.startswith(p) for p in prefixes)
 
 
-def _step(model, params, state, optimizer, xb, noise, step, overrides, only, keep=None):
-    """``gradient_step`` on the keys under the prefixes ``only`` (None: all).
+def _step(model, params, state, optimizer, xb, noise, step, overrides, only, guard, keep=None):
+    """One optimiser step on the keys under the prefixes ``only`` (None: all), checked by ``guard``.
 
     ``keep`` maps a key prefix to a bool mask over restarts (R,): for keys under that prefix
-    the update is undone (parameters and optimiser moments restored) for the restarts where
+    the update is undone (parameters and optimiser state restored) for the restarts where
     the mask is False.
     """
-    new_params, new_state, loss, terms = gradient_step(model, params, state, optimizer, xb, noise, step,
-                                                       only=only, **overrides)
+    loss, grads, terms = model.value_and_grad(params, xb, noise, with_terms=True, **overrides)
+    new_params, new_state = optimizer.update(params, grads, state, only=only)
+    new_params, new_state = guard.check(step, loss, grads, params, state, new_params, new_state)
     for prefix, mask in (keep or {}).items():
         if mask.ndim == 0 or mask.all():
             continue
-        for k in params:
-            if not (k.startswith(prefix) and _selected(k, only)):
-                continue
-            xp = xp_of(params[k])
-            m = xp.asarray(mask).reshape(mask.shape + (1,) * (params[k].ndim - mask.ndim))
-            new_params[k] = xp.where(m, new_params[k], params[k])
-            for name, sub in new_state.items():
-                old = state[name].get(k) if isinstance(state[name], dict) else None
-                if hasattr(old, "shape") and tuple(old.shape) == tuple(params[k].shape):
-                    sub[k] = xp.where(m, sub[k], old)
+        keys = {k for k in params if k.startswith(prefix) and _selected(k, only)}
+        new_params = _restore(mask, new_params, params, keys)
+        new_state = _restore(mask, new_state, state, keys)
     return new_params, new_state, loss, terms
 
 
-def _setup(model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, schedules):
+def _restore(mask, new, old, keys):
+    """``new`` with the entries under ``keys`` restored from ``old`` where ``mask`` (R,) is False.
+
+    Walks nested dicts: an optimiser state keeps each parameter's leaves under that parameter's
+    key, at whatever depth (Adam: ``state["m"][key]``); leaves without the restarts axis (a shared
+    step count) are left as they are.
+    """
+    out = {}
+    for k, v in new.items():
+        if k in keys and k in old:
+            out[k] = select_restarts(mask, v, old[k])
+        elif isinstance(v, dict) and isinstance(old.get(k), dict):
+            out[k] = _restore(mask, v, old[k], keys)
+        else:
+            out[k] = v
+    return out
+
+
+def _setup(model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, schedules, callback,
+           on_divergence):
     """Shared validation (before any work) and set-up of both trainers."""
-    for name in ("value_and_grad", "noise_shape", "encode"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(f"model must be a refvae objective with {name}(), got {type(model).__name__}")
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    check_model(model, "value_and_grad", "noise_shape", "encode")
+    _checks.params("params", params)
     for prefix in ("enc.", "dec."):
         if not any(k.startswith(prefix) for k in params):
             raise ValueError(f"params must hold {prefix}* entries (an encoder and a decoder)")
@@ -166,13 +189,27 @@ def _setup(model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr,
         enc_lr = 1e-3 if enc_lr is None else _checks.scalar("enc_lr", enc_lr, positive=True)
         dec_lr = 1e-3 if dec_lr is None else _checks.scalar("dec_lr", dec_lr, positive=True)
         optimizer = Adam(1e-3, group_lr={"enc.": enc_lr, "dec.": dec_lr})
-    elif not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(f"optimizer must have init() and update(), got {type(optimizer).__name__}")
-    schedules = dict(schedules or {})
-    for name, fn in schedules.items():
-        if not callable(fn):
-            raise TypeError(f"schedules[{name!r}] must be a callable step -> value")
-    return to_device(x), steps, batch_size, n_samples, optimizer, schedules, make_rng(seed)
+    optimizer = check_optimizer(optimizer)
+    schedules = check_schedules(schedules)
+    callback = _callback(callback)
+    policy = resolve_policy(on_divergence)
+    return to_device(x), steps, batch_size, n_samples, optimizer, schedules, callback, policy, make_rng(seed)
+
+
+def _callback(callback):
+    """``callback(step, params, info)``; an old-style ``callback(info, params)`` still works, with a warning."""
+    callback = check_callback(callback)
+    try:
+        kinds = [p.kind for p in inspect.signature(callback).parameters.values()] if callback else []
+    except (TypeError, ValueError):
+        return callback
+    if len(kinds) == 2 and all(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                               for k in kinds):
+        warnings.warn("a LIN callback(info, params) is deprecated: use callback(step, params, info), the "
+                      "signature of every refvae trainer", DeprecationWarning, stacklevel=4)
+        old = callback
+        return lambda step, params, info: old({**info, "step": step}, params)
+    return callback
 
 
 def _noise(model, params, rng, b, n_samples):
@@ -180,14 +217,21 @@ def _noise(model, params, rng, b, n_samples):
     return None if shape is None else normal(rng, shape)
 
 
-def _record(history, **row):
+def _record(history, alive, **row):
     for k, v in row.items():
-        history.setdefault(k, []).append(to_host(v))
+        history.setdefault(k, []).append(to_host(mask_rows(v, alive)))
+
+
+def _history(history, rows, empty):
+    """The history's lists as arrays of their first ``rows`` rows (the keys of ``empty`` when none ran)."""
+    if not history:
+        return dict(empty())
+    return {k: np.asarray(v[:rows]) for k, v in history.items()}
 
 
 def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=None, enc_lr=None,
             dec_lr=None, n_samples=None, window=10, max_inner=100, mi_every=None, mi_samples=None,
-            schedules=None, callback=None, progress=False, stream=None):
+            schedules=None, callback=None, on_divergence=None, progress=False, stream=None):
     """Train with Lagging Inference Networks' aggressive phase, then jointly (docs/math.md 2.3).
 
     Parameters
@@ -207,10 +251,11 @@ def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=
     mi_samples : samples per point in the I_q estimate (default one).
     schedules : dict name -> callable(decoder step) -> value, passed to ``value_and_grad``
         (e.g. ``{"beta": linear_ramp(...)}``), the same value for a decoder step and its inner steps.
-    callback : callable(info, params) after every optimiser step, info = {"phase": "encoder" |
-        "decoder" | "joint", "step": decoder step, "inner": inner step (1-based; 0 for the outer
-        step), "loss": loss}; the outer step is "joint" once any restart has left the aggressive
-        phase. Returning True stops training.
+    callback : callable(step, params, info) after every optimiser step, ``step`` the decoder step
+        and info = {"phase": "encoder" | "decoder" | "joint", "inner": inner step (1-based; 0 for
+        the outer step), "loss": loss, **the objective's terms}; the outer step is "joint" once any
+        restart has left the aggressive phase. Returning True stops training.
+    on_divergence : "raise" or "isolate", as ``refvae.train.fit`` (see the module docstring).
     progress : print a line per ``mi_every`` decoder steps to ``stream`` (stderr).
 
     Returns
@@ -219,10 +264,12 @@ def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=
 
     Raises
     ------
-    TrainingDiverged naming the optimiser step (inner steps included) and the quantity.
+    TrainingDiverged naming the optimiser step (inner steps included) and the quantity;
+    TrainingInterrupted on Ctrl-C (see the module docstring).
     """
-    x, steps, batch_size, n_samples, optimizer, schedules, rng = _setup(
-        model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, schedules)
+    x, steps, batch_size, n_samples, optimizer, schedules, callback, policy, rng = _setup(
+        model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, schedules, callback,
+        on_divergence)
     x_val = _checks.array("x_val", x_val, ndim=2, shape=(None, x.shape[1]))
     if x_val.shape[0] < 2:
         raise ValueError(f"x_val must hold at least 2 points to estimate I_q, got {x_val.shape[0]}")
@@ -231,8 +278,6 @@ def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=
     n = x.shape[0]
     mi_every = -(-n // batch_size) if mi_every is None else _checks.integer("mi_every", mi_every, min_value=1)
     mi_samples = _checks.integer("mi_samples", mi_samples, min_value=1, allow_none=True)
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable(info, params)")
     stream = sys.stderr if stream is None else stream
     x_val = to_device(x_val)
 
@@ -241,72 +286,92 @@ def fit_lin(model, params, x, *, x_val, steps, seed, batch_size=None, optimizer=
         raise TypeError("model has no stochastic encoder (noise_shape is None): I_q is undefined")
     restarts = tuple(shape)[:-2]
     state = optimizer.init(params)
-    outer, fresh = minibatches(rng, n, batch_size), minibatches(rng, n, batch_size)
-    history, n_opt = {}, 0
+    outer, fresh = Batches(rng, n, batch_size), Batches(rng, n, batch_size)
+    history, n_opt, done = {}, 0, 0
     aggressive = np.ones(restarts, dtype=bool)
     last_mi = np.full(restarts, -np.inf)
     end = np.full(restarts, -1)
     stop = False
 
-    def notify(phase, t, inner, loss):
-        return callback is not None and bool(callback({"phase": phase, "step": t, "inner": inner,
-                                                       "loss": loss}, params))
+    def result():
+        """The run so far: parameters after the last finished step, the finished decoder steps' rows."""
+        aggressive_end = (None if end < 0 else int(end)) if end.ndim == 0 else end.copy()
+        empty = lambda: {**empty_history(model, params, x, batch_size, n_samples,
+                                         {k: fn(0) for k, fn in schedules.items()}),
+                         "inner_steps": np.empty((0,) + restarts, dtype=int),
+                         "aggressive": np.empty((0,) + restarts, dtype=bool),
+                         "mi": np.empty((0,) + restarts)}
+        return LINResult(params=params, history=_history(history, done, empty), state=state, step=done,
+                         diverged=tuple(guard.diverged), aggressive_end=aggressive_end)
 
-    for t in range(steps):
-        overrides = {k: fn(t) for k, fn in schedules.items()}
-        idx = next(outer)
-        xb = x[idx] if batch_size < n else x
-        counts = np.zeros(restarts, dtype=int)
-        if aggressive.any():
-            # (a) encoder-only steps, per restart until its rule fires; the first on this batch
-            running, xe, losses = aggressive.copy(), xb, []
-            while running.any() and not stop:
-                params, state, loss, _ = _step(model, params, state, optimizer, xe,
-                                               _noise(model, params, rng, xe.shape[0], n_samples), n_opt,
-                                               overrides, _ENC, {"enc.": running})
-                n_opt += 1
-                losses.append(to_host(loss))
-                counts = np.where(running, len(losses), counts)
-                running = running & ~np.asarray(inner_should_stop(np.stack(losses), window, max_inner))
-                stop = notify("encoder", t, len(losses), loss)
-                xe = x[next(fresh)] if batch_size < n else x
-            if stop:
+    guard = StepGuard(policy, result)
+
+    def alive():
+        return np.ones(restarts, dtype=bool) if guard.alive is None else guard.alive.reshape(restarts)
+
+    def notify(t, phase, inner, loss, terms):
+        info = {"phase": phase, "inner": inner, "loss": mask_rows(loss, guard.alive),
+                **{k: mask_rows(v, guard.alive) for k, v in terms.items()}}
+        return callback is not None and bool(callback(t, params, info))
+
+    try:
+        for t in range(steps):
+            overrides = {k: fn(t) for k, fn in schedules.items()}
+            idx = outer.next()
+            xb = x[idx] if batch_size < n else x
+            counts = np.zeros(restarts, dtype=int)
+            if (aggressive & alive()).any():
+                # (a) encoder-only steps, per restart until its rule fires; the first on this batch
+                running, xe, losses = aggressive & alive(), xb, []
+                while running.any() and not stop:
+                    params, state, loss, terms = _step(model, params, state, optimizer, xe,
+                                                       _noise(model, params, rng, xe.shape[0], n_samples), n_opt,
+                                                       overrides, _ENC, guard, {"enc.": running})
+                    n_opt += 1
+                    losses.append(np.where(alive(), to_host(loss), 0.0))     # a frozen restart's rule is moot
+                    counts = np.where(running, len(losses), counts)
+                    running = running & alive() & ~np.asarray(inner_should_stop(np.stack(losses), window, max_inner))
+                    stop = notify(t, "encoder", len(losses), loss, terms)
+                    xe = x[fresh.next()] if batch_size < n else x
+                if stop:
+                    break
+            # (b) the outer step: decoder alone for restarts still aggressive, joint for the others
+            noise = _noise(model, params, rng, xb.shape[0], n_samples)
+            if aggressive.all():
+                params, state, loss, terms = _step(model, params, state, optimizer, xb, noise, n_opt, overrides, _DEC,
+                                                   guard)
+            else:
+                params, state, loss, terms = _step(model, params, state, optimizer, xb, noise, n_opt, overrides,
+                                                   None, guard, {"enc.": ~aggressive})
+            n_opt += 1
+            was_aggressive = aggressive.copy()
+            mi = np.full(restarts, np.nan)
+            if (t + 1) % mi_every == 0:
+                mi = np.asarray(to_host(encoder_mutual_information(model, params, x_val, seed=rng,
+                                                                   n_samples=mi_samples)), dtype=float)
+                ended = aggressive & (mi <= last_mi)
+                end = np.where(ended, t + 1, end)
+                aggressive = aggressive & ~ended
+                last_mi = np.where(was_aggressive, mi, last_mi)
+            _record(history, guard.alive, loss=loss, **terms, inner_steps=counts, aggressive=was_aggressive, mi=mi)
+            done = t + 1
+            if progress and ((t + 1) % mi_every == 0 or t == steps - 1):
+                mi_text = f"{np.nanmean(mi):.4f}" if np.isfinite(mi).any() else "-"
+                stream.write(f"\rstep {t + 1}/{steps}  loss {np.nanmean(to_host(loss)):.4f}  "
+                             f"aggressive {int(was_aggressive.sum())}/{was_aggressive.size}  I_q {mi_text}    ")
+                stream.flush()
+            if notify(t, "decoder" if was_aggressive.all() else "joint", 0, loss, terms):
                 break
-        # (b) the outer step: decoder alone for restarts still aggressive, joint for the others
-        noise = _noise(model, params, rng, xb.shape[0], n_samples)
-        if aggressive.all():
-            params, state, loss, terms = _step(model, params, state, optimizer, xb, noise, n_opt, overrides, _DEC)
-        else:
-            params, state, loss, terms = _step(model, params, state, optimizer, xb, noise, n_opt, overrides,
-                                               None, {"enc.": ~aggressive})
-        n_opt += 1
-        was_aggressive = aggressive.copy()
-        mi = np.full(restarts, np.nan)
-        if (t + 1) % mi_every == 0:
-            mi = np.asarray(to_host(encoder_mutual_information(model, params, x_val, seed=rng,
-                                                               n_samples=mi_samples)), dtype=float)
-            ended = aggressive & (mi <= last_mi)
-            end = np.where(ended, t + 1, end)
-            aggressive = aggressive & ~ended
-            last_mi = np.where(was_aggressive, mi, last_mi)
-        _record(history, loss=loss, **terms, inner_steps=counts, aggressive=was_aggressive, mi=mi)
-        if progress and ((t + 1) % mi_every == 0 or t == steps - 1):
-            mi_text = f"{np.nanmean(mi):.4f}" if np.isfinite(mi).any() else "-"
-            stream.write(f"\rstep {t + 1}/{steps}  loss {np.mean(to_host(loss)):.4f}  "
-                         f"aggressive {int(was_aggressive.sum())}/{was_aggressive.size}  I_q {mi_text}    ")
-            stream.flush()
-        if notify("decoder" if was_aggressive.all() else "joint", t, 0, loss):
-            break
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(result(), "LIN training") from None
     if progress:
         stream.write("\n")
-    history = {k: np.asarray(v) for k, v in history.items()}
-    aggressive_end = (None if end < 0 else int(end)) if end.ndim == 0 else end
-    return LINResult(params, history, state, aggressive_end)
+    return result()
 
 
 def fit_lin_segmented(model, params, x, *, segments, steps, seed, encoder_fraction=0.5, batch_size=None,
                       optimizer=None, enc_lr=None, dec_lr=None, n_samples=None, schedules=None,
-                      callback=None):
+                      callback=None, on_divergence=None):
     """yacoby2020's Lagging Inference Networks variant: R segments of encoder-alone then joint training.
 
     yacoby2020 App. D: "divide the total number of epochs into R equal segments. In each we train
@@ -315,22 +380,25 @@ def fit_lin_segmented(model, params, x, *, segments, steps, seed, encoder_fracti
 
     Parameters
     ----------
-    model, params, x, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples : as ``fit_lin``.
+    model, params, x, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, on_divergence : as ``fit_lin``.
     segments : int >= 1, R (yacoby2020 uses 5-90).
     steps : int, total optimiser steps, a multiple of ``segments``.
     encoder_fraction : float in (0, 1), share of each segment's steps on the encoder alone,
         rounded to whole steps; at least one step of each kind is required. Default 0.5.
     schedules : as ``refvae.train.fit``, indexed by the global step.
-    callback : callable(info, params) after every step, info = {"phase": "encoder" | "joint",
-        "step": global step, "segment": segment, "loss": loss}; returning True stops.
+    callback : callable(step, params, info) after every step (global step), info = {"phase":
+        "encoder" | "joint", "segment": segment, "loss": loss, **the objective's terms};
+        returning True stops.
 
     Returns
     -------
     refvae.train.FitResult; its history rows are steps: ``loss``, the objective's terms,
     ``phase`` (0 encoder alone, 1 joint) and ``segment``. One optimiser state runs throughout.
+    Ctrl-C and divergence as ``fit_lin``.
     """
-    x, steps, batch_size, n_samples, optimizer, schedules, rng = _setup(
-        model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, schedules)
+    x, steps, batch_size, n_samples, optimizer, schedules, callback, policy, rng = _setup(
+        model, params, x, steps, seed, batch_size, optimizer, enc_lr, dec_lr, n_samples, schedules, callback,
+        on_divergence)
     segments = _checks.integer("segments", segments, min_value=1)
     encoder_fraction = _checks.scalar("encoder_fraction", encoder_fraction, low=0.0, high=1.0)
     if steps % segments:
@@ -340,23 +408,34 @@ def fit_lin_segmented(model, params, x, *, segments, steps, seed, encoder_fracti
     if steps and not 0 < enc_steps < length:
         raise ValueError(f"each segment of {length} steps must have at least one encoder-alone and one joint "
                          f"step; encoder_fraction = {encoder_fraction} gives {enc_steps} encoder-alone steps")
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable(info, params)")
     n = x.shape[0]
     state = optimizer.init(params)
-    batches = minibatches(rng, n, batch_size)
-    history = {}
-    for step in range(steps):
-        segment, pos = divmod(step, length)
-        encoder_only = pos < enc_steps
-        idx = next(batches)
-        xb = x[idx] if batch_size < n else x
-        overrides = {k: fn(step) for k, fn in schedules.items()}
-        params, state, loss, terms = _step(model, params, state, optimizer, xb,
-                                           _noise(model, params, rng, xb.shape[0], n_samples), step, overrides,
-                                           _ENC if encoder_only else None)
-        _record(history, loss=loss, **terms, phase=0 if encoder_only else 1, segment=segment)
-        if callback is not None and callback({"phase": "encoder" if encoder_only else "joint", "step": step,
-                                              "segment": segment, "loss": loss}, params):
-            break
-    return FitResult(params, {k: np.asarray(v) for k, v in history.items()}, state)
+    batches = Batches(rng, n, batch_size)
+    history, done = {}, 0
+
+    def result():
+        empty = lambda: {**empty_history(model, params, x, batch_size, n_samples,
+                                         {k: fn(0) for k, fn in schedules.items()}),
+                         "phase": np.empty((0,), dtype=int), "segment": np.empty((0,), dtype=int)}
+        return FitResult(params, _history(history, done, empty), state, done, tuple(guard.diverged))
+
+    guard = StepGuard(policy, result)
+    try:
+        for step in range(steps):
+            segment, pos = divmod(step, length)
+            encoder_only = pos < enc_steps
+            idx = batches.next()
+            xb = x[idx] if batch_size < n else x
+            overrides = {k: fn(step) for k, fn in schedules.items()}
+            params, state, loss, terms = _step(model, params, state, optimizer, xb,
+                                               _noise(model, params, rng, xb.shape[0], n_samples), step, overrides,
+                                               _ENC if encoder_only else None, guard)
+            _record(history, guard.alive, loss=loss, **terms, phase=0 if encoder_only else 1, segment=segment)
+            done = step + 1
+            if callback is not None and callback(step, params, {
+                    "phase": "encoder" if encoder_only else "joint", "segment": segment,
+                    "loss": mask_rows(loss, guard.alive), **{k: mask_rows(v, guard.alive) for k, v in terms.items()}}):
+                break
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(result(), "LIN training") from None
+    return result()

@@ -8,7 +8,7 @@ import pytest
 from refvae.backend import normal
 from refvae.objectives import Autoencoder, GaussianVAE
 from refvae.optim import SGD, Adam
-from refvae.train import (TrainingDiverged, check_stages, fit, fit_stages, from_trajectory, linear_ramp, load_params,
+from refvae.train import (FitResult, TrainingDiverged, check_stages, fit, fit_stages, from_trajectory, linear_ramp, load_params,
                           minibatches, save_params)
 
 
@@ -124,8 +124,14 @@ def test_fit_input_errors():
         fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, schedules=[linear_ramp(0, 1, 2)])
     with pytest.raises(TypeError, match=r"schedules\['beta'\] must be a callable"):
         fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, schedules={"beta": 1.0})
-    with pytest.raises(TypeError, match="optimizer must be a callable lr"):
-        fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, optimizer=Adam(1e-3))
+    with pytest.raises(TypeError, match="optimizer must have init and update"):
+        fit_stages(model, params, x, stages=[(1e-3, 1)], seed=0, optimizer="sgd")
+    with pytest.raises(TypeError, match="model must be a model instance .* got the class GaussianVAE"):
+        fit(GaussianVAE, params, x, steps=1, seed=0)
+    with pytest.raises(TypeError, match="stream must have a write method"):
+        fit(model, params, x, steps=1, seed=0, progress=True, stream=1)
+    with pytest.raises(ValueError, match="x must hold at least one data point"):
+        fit(model, params, x[:0], steps=1, seed=0)
     with pytest.raises(TypeError, match=r"stages\[1\] must be a \(learning rate, steps\) pair"):
         check_stages("stages", [(1e-3, 1), 1e-3])
     with pytest.raises(TypeError, match=r"stages\[0\] steps must be an integer"):
@@ -223,8 +229,8 @@ def test_fit_stages_steps_schedules_and_averaging():
                                average=3, callback=lambda t, p, terms: t == 5)
     assert hist["loss"].shape == (6,)
     np.testing.assert_allclose(stopped["dec.0.W"], np.mean([p["dec.0.W"] for p in trail[4:6]], axis=0), rtol=1e-14)
-    # another optimiser per stage: plain gradient descent
-    gd, _ = fit_stages(model, p0, x, stages=[(1e-3, 1)], seed=5, optimizer=SGD)
+    # another optimiser, its rate set by each stage: plain gradient descent
+    gd, _ = fit_stages(model, p0, x, stages=[(1e-3, 1)], seed=5, optimizer=SGD(0.5))
     g = model.value_and_grad(p0, x, normal(np.random.default_rng(5), (60, 2)))[1]
     np.testing.assert_allclose(gd["dec.0.W"], p0["dec.0.W"] - 1e-3 * g["dec.0.W"], rtol=1e-12)
     with pytest.raises(ValueError, match="at least one"):
@@ -247,3 +253,63 @@ def test_objective_estimate_matches_closed_form_kl_and_reconstruction():
     exact = (0.5 * sq / 0.5 + 2.0 * np.log(2 * np.pi * 0.5)).mean(-1) + \
         (0.5 * (mu ** 2 + np.exp(lv) - lv - 1).sum(-1)).mean(-1)
     assert np.all(np.abs(mean - exact) < 4 * se)
+
+
+def test_fit_and_fit_stages_share_the_result_type_the_optimiser_and_the_callback():
+    x = gaussian_data(60)
+    model = GaussianVAE.linear(4, 2, obs="scalar")
+    p0 = model.init(np.random.default_rng(0), restarts=2)
+    infos = []
+    res = fit_stages(model, p0, x, stages=[(1e-2, 3), (1e-3, 2)], seed=5, optimizer=Adam(),
+                     callback=lambda t, p, info: infos.append((t, sorted(info))))
+    assert isinstance(res, FitResult) and res.step == 5 and res.history["loss"].shape == (5, 2)
+    params, history = res                                                # unpacks as (params, history)
+    assert params is res.params and history is res.history
+    assert [t for t, _ in infos] == list(range(5)) and infos[0][1] == ["beta", "kl", "loss", "recon", "sigma2"]
+    # a stage sets the base rate; group rates keep their ratio to it
+    one = fit_stages(model, p0, x, stages=[(1e-3, 1)], seed=5, optimizer=SGD(1.0, group_lr={"enc.": 10.0}))
+    g = model.value_and_grad(p0, x, normal(np.random.default_rng(5), (2, 60, 2)))[1]
+    for k, rate in (("enc.0.W", 1e-2), ("dec.0.W", 1e-3)):
+        np.testing.assert_allclose(one.params[k], p0[k] - rate * g[k], rtol=1e-12)
+    # the old factory lr -> optimiser still works, with a warning, and gives the same numbers
+    with pytest.warns(DeprecationWarning, match="pass an instance"):
+        old = fit_stages(model, p0, x, stages=[(1e-2, 3), (1e-3, 2)], seed=5, optimizer=Adam)
+    for k in res.params:
+        np.testing.assert_array_equal(old.params[k], res.params[k])
+    # fit's callback sees the same info
+    seen = []
+    fit(model, p0, x, steps=2, seed=5, callback=lambda t, p, info: seen.append(sorted(info)))
+    assert seen == [infos[0][1]] * 2
+
+
+def test_custom_layer_with_a_scalar_parameter_trains_with_restarts():
+    """A user's layer with a parameter of shape () gets shape (R,) with restarts, through the checks and fit."""
+    from refvae.layers import Layer, Linear, Sequential
+    from refvae.backend import make_rng
+
+    class Scale(Layer):
+        def init(self, rng, restarts=None):
+            make_rng(rng)
+            return {"a": np.ones(() if restarts is None else (restarts,))}
+
+        def forward(self, params, x):
+            a = params["a"]
+            return x * (a if a.ndim == 0 else a[:, None, None]), x
+
+        def backward(self, params, x, dy):
+            a = params["a"]
+            ga = (dy * x).sum(axis=(-2, -1))
+            ga = ga.sum(axis=tuple(range(ga.ndim - a.ndim)))
+            return dy * (a if a.ndim == 0 else a[:, None, None]), {"a": ga}
+
+    model = GaussianVAE(Linear(4, 4), Sequential(Linear(2, 4), Scale()), 2, 4, obs="scalar")
+    x = gaussian_data(40)
+    for R in (None, 3):
+        params = model.init(np.random.default_rng(0), restarts=R)
+        assert params["dec.1.a"].shape == (() if R is None else (R,))
+        assert model.noise_shape(params, 5) == ((5, 2) if R is None else (R, 5, 2))
+        res = fit(model, params, x, steps=20, seed=1, optimizer=Adam(1e-2))
+        assert res.history["loss"].shape == ((20,) if R is None else (20, R))
+        assert np.all(res.params["dec.1.a"] != 1.0)
+    with pytest.raises(ValueError, match=r"params\['dec.1.a'\] must have shape \(\) or \(R,\)"):
+        model.value_and_grad({**params, "dec.1.a": np.ones((3, 1))}, x, np.zeros((3, 40, 2)))

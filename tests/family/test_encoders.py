@@ -167,3 +167,33 @@ def test_bad_inputs_raise_clear_errors():
         with_index(np.zeros(3))
     with pytest.raises(ValueError, match="restarts must be >= 1"):
         PerPointEncoder(3, 2).init(rng, 0)
+
+
+def test_refvae_testing_property_check_on_the_indexed_model():
+    """The users' one-line property test, with data rows carrying their indices (duplicates allowed)."""
+    import refvae.testing as T
+    model = per_point_model("scalar", 5, 2, 3)
+    rows = lambda B: st.tuples(T.inputs((B, 3)), st.lists(st.integers(0, 4), min_size=B, max_size=B)).map(
+        lambda pair: np.c_[pair[0], np.asarray(pair[1], dtype=float)])
+    T.check_objective_gradients(model, data=rows, max_examples=6)
+
+
+def test_fit_encoder_keeps_its_work_on_ctrl_c_and_checks_the_tables():
+    from refvae.train import TrainingInterrupted
+    rng = np.random.default_rng(0)
+    model = per_point_model("fixed", 6, 2, 3)
+    params = model.init(rng, 2)
+    x = rng.standard_normal((6, 3))
+
+    def press(step, p, info):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        fit_encoder(model, params, x, steps=10, seed=1, batch_size=3, optimizer=Adam(1e-2), callback=press)
+    res = info.value.result
+    short = fit_encoder(model, params, x, steps=5, seed=1, batch_size=3, optimizer=Adam(1e-2))
+    assert res.step == 5 and all(np.array_equal(res.params[k], short.params[k]) for k in params)
+    assert all(np.array_equal(res.params[k], params[k]) for k in params if k.startswith("dec."))
+    with pytest.raises(ValueError, match=r"params\['enc.mu'\] must have shape \(6, 2\) or \(R, 6, 2\)"):
+        model.value_and_grad({**params, "enc.mu": params["enc.mu"][:, :4]}, with_index(x)[:2], np.zeros((2, 2, 2)))

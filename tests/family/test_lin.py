@@ -3,9 +3,10 @@ segmented variant, the restarts axis (docs/math.md 2.3)."""
 import numpy as np
 import pytest
 
-from refvae.lin import count_inner_steps, fit_lin, fit_lin_segmented, inner_should_stop
+from refvae.lin import LINResult, count_inner_steps, fit_lin, fit_lin_segmented, inner_should_stop
 from refvae.objectives import Autoencoder, GaussianVAE
 from refvae.optim import SGD, Adam
+from refvae.train import StepGuard, TrainingDiverged, TrainingInterrupted
 
 
 # -- the inner rule as a pure function ------------------------------------------------------
@@ -69,8 +70,9 @@ class Recorder:
     def __init__(self):
         self.events = []
 
-    def __call__(self, info, params):
-        self.events.append((dict(info, loss=np.array(info["loss"])), {k: v.copy() for k, v in params.items()}))
+    def __call__(self, step, params, info):
+        self.events.append((dict(info, step=step, loss=np.array(info["loss"])),
+                            {k: v.copy() for k, v in params.items()}))
 
 
 def stops_exactly_at_end(losses):
@@ -252,13 +254,116 @@ def test_frozen_restarts_keep_their_optimiser_moments():
     opt = Adam(1e-2)
     state = opt.init(params)
     noise = np.random.default_rng(0).standard_normal(model.noise_shape(params, 40))
-    p1, s1, _, _ = _step(model, params, state, opt, x[:40], noise, 0, {}, ("enc.",))   # warm the moments
-    free = _step(model, p1, s1, opt, x[40:80], noise, 1, {}, ("enc.",))
-    held = _step(model, p1, s1, opt, x[40:80], noise, 1, {}, ("enc.",), {"enc.": np.array([True, False])})
+    guard = StepGuard()
+    p1, s1, _, _ = _step(model, params, state, opt, x[:40], noise, 0, {}, ("enc.",), guard)   # warm the moments
+    free = _step(model, p1, s1, opt, x[40:80], noise, 1, {}, ("enc.",), guard)
+    held = _step(model, p1, s1, opt, x[40:80], noise, 1, {}, ("enc.",), guard, {"enc.": np.array([True, False])})
     for k in group(params, "enc."):
         np.testing.assert_array_equal(held[0][k][0], free[0][k][0])
         np.testing.assert_array_equal(held[0][k][1], p1[k][1])
-        for name in ("m", "v"):
-            np.testing.assert_array_equal(held[1][name][k][0], free[1][name][k][0])
-            np.testing.assert_array_equal(held[1][name][k][1], s1[name][k][1])
-            assert not np.array_equal(free[1][name][k][1], s1[name][k][1])
+    # every per-restart leaf of the optimiser state under an encoder key, whatever the optimiser's layout
+    moments = [path for path, leaf in leaves(s1) if any(k in path for k in group(params, "enc.")) and np.ndim(leaf)]
+    assert moments
+    for path in moments:
+        np.testing.assert_array_equal(at(held[1], path)[0], at(free[1], path)[0])
+        np.testing.assert_array_equal(at(held[1], path)[1], at(s1, path)[1])
+        assert not np.array_equal(at(free[1], path)[1], at(s1, path)[1])
+
+
+def leaves(tree, path=()):
+    """(path, leaf) for every leaf of a nested dict."""
+    for k, v in tree.items():
+        yield from leaves(v, path + (k,)) if isinstance(v, dict) else [(path + (k,), v)]
+
+
+def at(tree, path):
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
+# -- runs that keep their work ------------------------------------------------------------------
+class Poisoned(GaussianVAE):
+    """The model of ``model_and_params`` whose loss turns NaN for one restart at one optimiser step."""
+
+    def __init__(self, base, at, restart):
+        self.__dict__.update(base.__dict__)
+        self.at, self.restart, self.calls = at, restart, 0
+
+    def value_and_grad(self, params, x, noise, **kw):
+        loss, grads, terms = super().value_and_grad(params, x, noise, **kw)
+        if self.calls == self.at:
+            loss = np.array(loss, dtype=float)
+            loss[self.restart] = np.nan
+        self.calls += 1
+        return loss, grads, terms
+
+
+def test_callback_signature_is_fits_and_the_old_one_warns():
+    x, x_val = data()
+    model, params = model_and_params()
+    seen = []
+    res = fit_lin(model, params, x, x_val=x_val, steps=3, seed=0, batch_size=40, max_inner=4,
+                  callback=lambda step, p, info: seen.append((step, info["phase"], info["inner"], sorted(info))))
+    assert {s[3][0] for s in seen} and all({"loss", "recon", "kl", "sigma2", "phase", "inner"} <= set(s[3]) for s in seen)
+    assert [s[0] for s in seen if s[2] == 0] == [0, 1, 2]
+    old = []
+    with pytest.warns(DeprecationWarning, match=r"callback\(step, params, info\)"):
+        again = fit_lin(model, params, x, x_val=x_val, steps=3, seed=0, batch_size=40, max_inner=4,
+                        callback=lambda info, p: old.append((info["step"], info["phase"], info["inner"])))
+    assert old == [s[:3] for s in seen]
+    np.testing.assert_array_equal(again.history["loss"], res.history["loss"])
+
+
+def test_ctrl_c_keeps_the_finished_steps():
+    x, x_val = data()
+    model, params = model_and_params(restarts=2)
+    kept = {}
+
+    def press(step, p, info):
+        kept.update(p)
+        if step == 3 and info["inner"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        fit_lin(model, params, x, x_val=x_val, steps=10, seed=0, batch_size=40, max_inner=4, callback=press)
+    res = info.value.result
+    assert isinstance(res, LINResult) and res.step == 4 and res.history["mi"].shape == (4, 2)
+    assert same(res.params, kept)
+    full = fit_lin(model, params, x, x_val=x_val, steps=4, seed=0, batch_size=40, max_inner=4)
+    assert same(res.params, full.params) and res.history.keys() == full.history.keys()
+    for k in res.history:
+        np.testing.assert_array_equal(res.history[k], full.history[k])       # NaN where I_q was not estimated
+    # and the segmented variant
+    with pytest.raises(TrainingInterrupted) as info:
+        fit_lin_segmented(model, params, x, segments=2, steps=10, seed=0, batch_size=40,
+                          callback=lambda step, p, i: step == 6 and press(3, p, {"inner": 0}))
+    assert info.value.result.step == 7 and info.value.result.history["phase"].shape == (7,)
+
+
+def test_a_diverging_restart_is_isolated_or_raises():
+    x, x_val = data()
+    base, params = model_and_params(restarts=3)
+    trail = []
+    kw = dict(x_val=x_val, steps=6, seed=0, batch_size=40, max_inner=4,
+              callback=lambda step, p, info: trail.append({k: v.copy() for k, v in p.items()}))
+    res = fit_lin(Poisoned(base, 5, 1), params, x, on_divergence="isolate", **kw)
+    assert [(d.restart, d.step, d.quantity) for d in res.diverged] == [(1, 5, "loss")]
+    frozen = trail[4]                                       # the parameters after optimiser step 4
+    assert all(np.array_equal(res.params[k][1], frozen[k][1]) for k in params)
+    assert not np.array_equal(res.params["dec.0.W"][0], frozen["dec.0.W"][0])   # the others trained on
+    assert np.isnan(res.history["loss"][-1, 1]) and np.isfinite(res.history["loss"][-1, [0, 2]]).all()
+    trail.clear()
+    with pytest.raises(TrainingDiverged, match=r"step 5: loss \(restart 1\) is non-finite") as info:
+        fit_lin(Poisoned(base, 5, 1), params, x, **kw)
+    assert isinstance(info.value.result, LINResult) and same(info.value.params, trail[4])
+
+
+def test_no_steps_still_has_the_history_keys():
+    x, x_val = data()
+    model, params = model_and_params(restarts=2)
+    res = fit_lin(model, params, x, x_val=x_val, steps=0, seed=0)
+    assert {"loss", "recon", "kl", "sigma2", "beta", "inner_steps", "aggressive", "mi"} <= set(res.history)
+    assert res.history["mi"].shape == (0, 2) and res.history["loss"].shape == (0, 2)
+    res = fit_lin_segmented(model, params, x, segments=1, steps=0, seed=0)
+    assert res.history["loss"].shape == (0, 2) and res.history["phase"].shape == (0,)
