@@ -167,3 +167,15 @@ def still_improving(trajectory, *, at=0.8, tol=0.0, higher_is_better=True, windo
     late = t[-w:].mean(axis=0)
     gain = late - early if higher_is_better else early - late
     return (gain > tol).tolist()
+
+
+def part(statement, comparison, evidence="", *, judged=True, digits=3):
+    """A ``Part`` of a paper's statement judged by a ``paired`` or ``matches`` comparison.
+
+    The evidence lists the per-restart differences after ``evidence``; ``judged=False`` (e.g. a run
+    that has not ``settled``) records the comparison but leaves the part not judged (holds None).
+    """
+    from .registry import Part            # registry never imports rules; the import is one-way
+    text = f"{evidence}; " if evidence else ""
+    return Part(statement, comparison.holds if judged else None,
+                f"{text}per-restart differences {fmt_values(comparison.diffs, digits)}", str(comparison))

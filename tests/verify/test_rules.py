@@ -66,3 +66,13 @@ def test_outcome_verdict_from_parts():
         Outcome(passed=True, parts=parts)
     with pytest.raises(ValueError, match="needs passed"):
         Outcome()
+
+
+def test_not_judged_parts():
+    comp = rules.paired([1.0, 2.0], [0.0, 0.0])
+    judged, unjudged = rules.part("a beats b", comp), rules.part("a beats b", comp, judged=False)
+    assert judged.holds is True and unjudged.holds is None and "1.000, 2.000" in judged.evidence
+    assert Outcome(parts=[unjudged]).verdict == "not judged"
+    assert Outcome(parts=[unjudged, judged]).verdict == "partly reproduced"
+    assert Outcome(parts=[unjudged, Part("x", False)]).verdict == "not reproduced"
+    assert Outcome(parts=[unjudged, judged]).passed is False
