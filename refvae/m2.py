@@ -12,6 +12,24 @@ The loss is -J / B with B the number of points in the batch, labelled and unlabe
 together: the mean per data point, so full-batch training minimises -J / N_total and a
 minibatch gives an unbiased estimate of it. J bounds log p(X) only for gamma = 1, alpha = 0.
 
+The unlabelled posterior family (``unlabelled_posterior``). yacoby2021 Eq. 5 leaves open which
+Gaussian family U uses, and the two readings behave differently:
+
+- ``"conditional"`` (default; Kingma et al. 2014): U uses q(y|x) q(z|x, y), the same
+  q(z|x, y) as the labelled bound. q(y|x) q(z|x, y) can put one Gaussian on each class's
+  posterior, so it can represent a p(y, z | x) whose z-marginal is multimodal.
+- ``"shared"``: U uses q(y|x) q(z|x), one Gaussian over z shared by every class, as
+  yacoby2021 Sec. 5.2 argues ("using a MFG variational family for the unlabeled portion of the
+  semi-supervised objective (U in Equation 5)" cannot fit the multimodal p(z|x) =
+  sum_y p(y, z|x); Sec. 6 writes it q_phi(z|x)). U(x) = sum_y q(y|x) a_y + H(q(y|x)) with
+  a_y = E_q(z|x)[log p(x|y,z)] + log p(y) - KL(q(z|x) || p(z)). The labelled bound L keeps
+  q(z|x, y). q(z|x) is the same encoder fed concat(x, 0): the label block all zeros, an input
+  no labelled point uses. It adds no parameters (both families have one parameter dict and
+  can start from one initialisation), and q(z|x, y) differs from q(z|x) only by class y's
+  row of the encoder's first weight matrix, so what the labelled points teach the encoder
+  about x reaches q(z|x) too. Each class's term in U draws its own z ~ q(z|x) (the
+  noise keeps its class axis): the same expectation as one shared draw.
+
 With ``bound="iwae"`` (yacoby2021 Sec. 5.2) every L and U is replaced by its importance-weighted
 version, enumerating y and importance-sampling z from q(z|x,y) for each y:
 
@@ -19,6 +37,8 @@ version, enumerating y and importance-sampling z from q(z|x,y) for each y:
     U_S(x)    = logsumexp_{y, s} [log p(x, y, z_s^y) - log q(z_s^y | x, y)] - log S.
 
 U_S does not involve q(y|x), so in this mode the classifier learns from the alpha term only.
+With ``unlabelled_posterior="shared"``, U_S's z_s^y are drawn from q(z|x) for every y; each
+class's inner average is still an unbiased estimate of p(x, y), so U_S <= log p(x) holds.
 
 Every point's bound is computed for every class (C encoder/decoder passes, the class as a
 leading axis), labelled points included; the labels only choose the weights. That costs a
@@ -43,6 +63,8 @@ from .layers import Layer, _sub, mlp
 from .objectives import OBS_MODES, GaussianDecoder, _check_widths, _prefixed, _restart_shape, _template
 
 BOUNDS = ("elbo", "iwae")
+#: The Gaussian family of U's q over z: "conditional" q(z|x, y) or "shared" q(z|x) (module docstring).
+UNLABELLED_POSTERIORS = ("conditional", "shared")
 
 
 def _append_onehot(a, onehot):
@@ -68,13 +90,17 @@ class M2:
     prior : None (uniform) or (C,) positive class probabilities summing to 1.
     bound : "elbo" (L, U of docs/math.md 2.2) or "iwae" (L_S, U_S).
     n_samples : None or int >= 1, the default S of ``noise_shape``.
+    unlabelled_posterior : "conditional" (q(z|x, y) in U, Kingma et al.; the default) or
+        "shared" (one q(z|x) in U for every class, yacoby2021 Sec. 5.2's reading); see the module
+        docstring. The labelled bound uses q(z|x, y) either way; the parameters are the same.
 
     Parameter keys: ``"cls.*"`` (classifier), ``"enc.*"``, ``"dec.*"`` (``"dec.obs_logvar"`` for a
     learned scalar/vector variance, shapes as in ``GaussianVAE``).
     """
 
     def __init__(self, classifier, encoder, decoder, n_classes, latent_dim, data_dim, *, obs="fixed",
-                 sigma2=1.0, alpha=1.0, gamma=1.0, prior=None, bound="elbo", n_samples=None):
+                 sigma2=1.0, alpha=1.0, gamma=1.0, prior=None, bound="elbo", n_samples=None,
+                 unlabelled_posterior="conditional"):
         for name, net in (("classifier", classifier), ("encoder", encoder), ("decoder", decoder)):
             if not isinstance(net, Layer):
                 raise TypeError(f"{name} must be a refvae Layer, got {type(net).__name__}")
@@ -87,6 +113,8 @@ class M2:
         self.gamma = _checks.scalar("gamma", gamma, nonneg=True)
         self.bound = _checks.choice("bound", bound, BOUNDS)
         self.n_samples = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
+        self.unlabelled_posterior = _checks.choice("unlabelled_posterior", unlabelled_posterior,
+                                                   UNLABELLED_POSTERIORS)
         C, K, d = self.n_classes, self.latent_dim, self.data_dim
         if prior is None:
             self.prior = np.full(C, 1.0 / C)
@@ -173,10 +201,18 @@ class M2:
         return logits - logsumexp(logits, -1)[..., None], cache
 
     def encode(self, params, x, y):
-        """Moments of q(z|x,y) for one class ``y`` (int): mu, logvar of shape (R?, B, K)."""
+        """Moments mu, logvar (R?, B, K) of q(z|x, y) for one class ``y`` (int), or, with
+        ``y=None`` and ``unlabelled_posterior="shared"``, of the shared q(z|x) (label block 0)."""
         x = self._check_x(x)
-        y = self._check_label_value(y)
-        out = self.encoder.forward(_sub(params, "enc."), _append_onehot(x, self._onehot(y, xp_of(x))))[0]
+        xp = xp_of(x)
+        if y is None:
+            if self.unlabelled_posterior != "shared":
+                raise ValueError("y is required: with unlabelled_posterior='conditional' every q(z|x, y) "
+                                 "is conditioned on a class (y=None means the shared q(z|x))")
+            label = xp.zeros(self.n_classes)
+        else:
+            label = self._onehot(self._check_label_value(y), xp)
+        out = self.encoder.forward(_sub(params, "enc."), _append_onehot(x, label))[0]
         return out[..., :self.latent_dim], out[..., self.latent_dim:]
 
     def decode(self, params, z, y, sigma2=None):
@@ -228,10 +264,13 @@ class M2:
         return (mean[0], x[0]) if scalar_y else (mean, x)
 
     # -- objective ------------------------------------------------------------------
-    def _forward(self, params, x, noise, sigma2):
+    def _forward(self, params, x, noise, sigma2, shared=None):
         """Every class's bound for every point; returns (log_pi, a, U, cache).
 
-        a : (C, R?, B), L(x, y) ("elbo") or L_S(x, y) ("iwae"), class-first.
+        shared : None, or (B,) bool: the rows whose z comes from the shared q(z|x) (encoder
+            label block 0) instead of q(z|x, y), for every class y.
+        a : (C, R?, B), L(x, y) ("elbo") or L_S(x, y) ("iwae"), class-first; for a shared row,
+            the same expression with z ~ q(z|x) (the a_y of the module docstring).
         U : (R?, B), U(x) or U_S(x).
         """
         xp = xp_of(x)
@@ -241,7 +280,10 @@ class M2:
         # x broadcast to (C, R?, B, d): the class axis must sit in front of the restarts axis
         lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params, _template(self)))
         xc = xp.broadcast_to(x, (C,) + lead + tuple(x.shape[-2:]))
-        xa = _append_onehot(xc, eye.reshape((C,) + (1,) * (xc.ndim - 2) + (C,)))
+        label_in = eye.reshape((C,) + (1,) * (xc.ndim - 2) + (C,))                # (C, 1.., 1, C)
+        if shared is not None:
+            label_in = label_in * (1.0 - xp.asarray(shared, dtype=label_in.dtype))[:, None]   # (C, 1.., B, C)
+        xa = _append_onehot(xc, label_in)
         enc_out, enc_cache = self.encoder.forward(_sub(params, "enc."), xa)       # (C, R?, B, 2K)
         mu, lv = enc_out[..., :K], enc_out[..., K:]
         class_axis = (C,) + (1,) * (mu.ndim - 2)                                   # broadcasts against (C, R?, B)
@@ -277,11 +319,15 @@ class M2:
         -------
         dict with ``"labelled"`` (R?, B, C): L(x_b, y) for every class y (L_S for ``"iwae"``),
         ``"unlabelled"`` (R?, B): U(x_b) (U_S), and ``"log_q_y"`` (R?, B, C): log q(y|x_b).
+        With ``unlabelled_posterior="shared"`` U uses q(z|x) and L q(z|x, y) (two encoder
+        passes, the same noise).
         """
         _checks.params_like(params, _template(self))
         x = self._check_x(x)
         noise = self._check_noise(params, x, noise)
         log_pi, a, U, _ = self._forward(params, x, noise, sigma2)
+        if self.unlabelled_posterior == "shared":
+            U = self._forward(params, x, noise, sigma2, shared=np.ones(x.shape[-2], dtype=bool))[2]
         return {"labelled": xp_of(a).moveaxis(a, 0, -1), "unlabelled": U, "log_q_y": log_pi}
 
     def value_and_grad(self, params, x, labels, noise, *, sigma2=None, with_terms=False):
@@ -310,7 +356,9 @@ class M2:
         noise = self._check_noise(params, x, noise)
         xp = xp_of(x)
         C, K = self.n_classes, self.latent_dim
-        log_pi, a, U, c = self._forward(params, x, noise, sigma2)
+        # a labelled point's L uses q(z|x, y_b); an unlabelled one's U the family chosen
+        shared = (labels < 0) if self.unlabelled_posterior == "shared" else None
+        log_pi, a, U, c = self._forward(params, x, noise, sigma2, shared)
         Y = (labels[:, None] == xp.arange(C)).astype(xp.float64)                  # (B, C), zero rows if unlabelled
         lab, unl = Y.sum(axis=-1), (labels < 0).astype(xp.float64)                # (B,)
         a_last = xp.moveaxis(a, 0, -1)                                             # (R?, B, C)
@@ -371,7 +419,11 @@ class M2:
     def fit(self, params, x, labels, **kwargs):
         """``refvae.train.fit`` on partly labelled data: x (N, d), labels (N,) with -1 = unlabelled.
 
-        ``kwargs`` are those of ``train.fit`` (steps, seed, batch_size, optimizer, n_samples, ...).
+        ``kwargs`` are those of ``train.fit`` (steps, seed, batch_size, optimizer, n_samples,
+        ``callback(step, params, info)``, on_divergence, checkpoint, resume, ...), with the same
+        behaviour: Ctrl-C raises ``TrainingInterrupted`` carrying the run after its last finished
+        step, divergence ``TrainingDiverged`` carrying the last finite parameters, and a run saved
+        with ``checkpoint=path`` resumes with ``M2.fit(None, x, labels, ..., seed=None, resume=path)``.
         Returns its ``FitResult``; the history holds the loss and the terms of ``value_and_grad``.
         """
         return train.fit(self.packed(), params, self.pack(x, labels), **kwargs)

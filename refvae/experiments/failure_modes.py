@@ -16,11 +16,9 @@ decoder alike.
   variance refitted for a trained (theta, phi) and the one learned jointly, against the true 0.01.
 - ``latent_dim_experiment`` (Sec. 5.1, App. D.3): the ELBO of K = 1 and K = 2 VAEs with a learned
   noise on data whose truth has K = 1 (``refvae.datasets.compression``).
-- ``semisupervised_experiment`` (Sec. 5.2, Fig. 2): the M2 model (docs/math.md 2.2) trained with the
-  ELBO and with the importance-weighted bound on Discrete Semi-Circle; how far apart its class
-  conditionals p_theta(x | y) are ("functional collapse": they coincide).
+- Sec. 5.2 (M2 functional collapse) lives in ``refvae.experiments.m2_collapse``.
 
-Every model is a ``GaussianVAE`` (or ``M2``) with MLP networks of ``hidden`` tanh units and, for
+Every model is a ``GaussianVAE`` with MLP networks of ``hidden`` tanh units and, for
 the p(x) experiments, the observation variance fixed at the data's true one (0.01), so only the
 decoder mean and the encoder are learned (our choice: yacoby2021's App. C with its settings is
 lost, and a fixed true noise keeps Theorem 2's bias out of Theorem 1's experiments). Restarts are
@@ -28,9 +26,9 @@ a leading axis R of the parameters (one array program); results are arrays (R,).
 is ``fit_stages`` under a piecewise-constant Adam learning rate (``schedule``: a list of
 (learning rate, steps)).
 
-Comparing restarts. ``compare_restarts`` states the rule every claim uses: method A *beats*
-method B on a score when the intervals mean +- sd over restarts are disjoint in A's favour, and
-the two *match* when the intervals overlap.
+Restarts of different methods share their initialisation (and, where the experiment allows, the
+data and minibatch stream), so the claims compare them restart by restart
+(``refvae.verify.rules``).
 """
 from __future__ import annotations
 
@@ -39,7 +37,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import logsumexp
 
 import analytic.noise
 
@@ -48,23 +45,20 @@ from ..backend import make_rng, normal, to_host
 from ..distributions import reparameterize
 from ..iwae import IWAE
 from ..lin import fit_lin
-from ..m2 import M2
 from ..metrics import quadrature
 from ..metrics.information import active_units
 from ..metrics.likelihood import importance_log_likelihood
-from ..metrics.two_sample import smooth_knn_statistic
 from ..objectives import GaussianVAE
 from ..optim import Adam
 from ..train import check_stages, fit_stages
-from .jtex import KNN_ALPHAS, knn_score, model_samples
+from .jtex import knn_score, model_samples
 from .noise_modes import mc_elbo
 
 __all__ = [
-    "compare_restarts", "restart", "encoder_residuals", "quadrature_log_likelihood", "vae_log_likelihood",
+    "restart", "encoder_residuals", "quadrature_log_likelihood", "vae_log_likelihood",
     "make_vae", "MethodPX", "PXResult", "px_experiment",
     "NoiseBiasResult", "noise_bias_experiment",
     "LatentDimResult", "latent_dim_experiment",
-    "M2Result", "SemiSupervisedResult", "semisupervised_experiment", "angle_distance",
     "PAPER_NOISE",
 ]
 
@@ -74,36 +68,6 @@ PAPER_NOISE = {"true": 0.01, "refit": (0.014, 0.001), "joint": (0.020, 0.003)}
 
 
 # ==================================================================================== helpers
-
-def compare_restarts(a, b, higher_is_better=True):
-    """The rule for "beats" and "matches" between two methods' scores over restarts.
-
-    Parameters
-    ----------
-    a, b : array (R_a,), (R_b,) of one score per restart (R >= 2 for a spread; with one
-        restart the sd is 0).
-    higher_is_better : False for scores where lower is better (the smooth k-NN statistic).
-
-    Returns
-    -------
-    int : +1 when A beats B (mean_A - mean_B > sd_A + sd_B in A's favour: the intervals
-    mean +- sd are disjoint), -1 when B beats A, 0 when they match (the intervals overlap).
-    sd is the sample standard deviation over restarts (ddof = 1).
-    """
-    a = np.asarray(to_host(_checks.array("a", a, ndim=1)))
-    b = np.asarray(to_host(_checks.array("b", b, ndim=1)))
-    if a.size < 1 or b.size < 1:
-        raise ValueError("a and b must hold at least one score each")
-    sign = 1.0 if higher_is_better else -1.0
-    gap = sign * (a.mean() - b.mean())
-    spread = _sd(a) + _sd(b)
-    return 1 if gap > spread else (-1 if -gap > spread else 0)
-
-
-def _sd(a):
-    a = np.asarray(a, dtype=float)
-    return float(a.std(ddof=1)) if a.size > 1 else 0.0
-
 
 def restart(params, r):
     """Restart ``r`` of a parameter dict with a leading restarts axis (every entry sliced)."""
@@ -345,9 +309,9 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
         lr0, n0 = schedule[0]
         res = fit_lin(vae, p0, ds.x, x_val=val.x, steps=n0, seed=rng, batch_size=batch_size,
                       optimizer=Adam(lr0),
-                      callback=lambda info, p: (info["inner"] == 0 and info["step"] % 50 == 0
-                                                and _progress(progress, (2 + info["step"] / max(n0, 1)) / n_jobs,
-                                                              "LIN")) and False)
+                      callback=lambda t, p, info: (info["inner"] == 0 and t % 50 == 0
+                                                   and _progress(progress, (2 + t / max(n0, 1)) / n_jobs,
+                                                                 "LIN")) and False)
         p_lin = res.params
         if len(schedule) > 1:
             p_lin, _ = fit_stages(vae, p_lin, ds.x, stages=schedule[1:], seed=rng, batch_size=batch_size)
@@ -402,6 +366,11 @@ class NoiseBiasResult:
     refit_closed_form_se : its Monte Carlo standard error.
     joint : the noise variance learned jointly with theta, phi from the same initialisation.
     joint_closed_form : Theorem 2's value for the jointly trained (theta, phi).
+    fractions : (F,) fractions of the training budget at which both are also read.
+    refit_at : (F, R) Theorem 2's value (= the refit, which lands on it) for the fixed-noise
+        VAE's (theta, phi) after that fraction of its training.
+    joint_at : (F, R) the jointly learned variance after that fraction of its training.
+    joint_trajectory : (T, R) the jointly learned variance after every step.
     """
     true_noise: float
     refit: np.ndarray
@@ -409,6 +378,10 @@ class NoiseBiasResult:
     refit_closed_form_se: np.ndarray
     joint: np.ndarray
     joint_closed_form: np.ndarray
+    fractions: np.ndarray
+    refit_at: np.ndarray
+    joint_at: np.ndarray
+    joint_trajectory: np.ndarray
     settings: dict = field(default_factory=dict)
 
 
@@ -424,7 +397,7 @@ def _closed_form(model, params, x, rng, n_samples):
 def noise_bias_experiment(*, seed, restarts=3, n_train=1000, hidden=(32, 32),
                           schedule=((1e-2, 3000), (3e-3, 1500), (1e-3, 500)), batch_size=64,
                           refit_schedule=((1e-2, 200), (1e-3, 200)), refit_samples=16, closed_form_samples=32,
-                          dataset="spiral_dots", progress=None):
+                          fractions=(0.3, 0.6, 1.0), dataset="spiral_dots", progress=None):
     """yacoby2021 Sec. 4.2 / Theorem 2 on Spiral Dots: how far the ELBO's noise variance is from the truth.
 
     1. A VAE with the noise fixed at the truth (0.01) is trained (``schedule``, minibatches of
@@ -435,6 +408,10 @@ def noise_bias_experiment(*, seed, restarts=3, n_train=1000, hidden=(32, 32),
        (``closed_form_samples`` draws per point; docs/math.md 4.5).
     3. Joint: a learned-noise VAE (LS-VAE) from the same initialisation, noise starting at the
        truth (the start most favourable to the truth), is trained with ``schedule``.
+    4. Budget: both are also read after each of ``fractions`` of the schedule's steps, in the
+       same runs (snapshots, not shorter runs: before the last stage the learning rate is still
+       high): Theorem 2's value for the fixed-noise VAE's (theta, phi) then (what a refit would
+       give, as step 2 checks at the end) and the joint variance then.
 
     Every variance is the scalar s2 of yacoby2021's Eq. 1 (sigma2 I).
 
@@ -446,6 +423,7 @@ def noise_bias_experiment(*, seed, restarts=3, n_train=1000, hidden=(32, 32),
     schedule, refit_schedule = check_stages("schedule", schedule), check_stages("refit_schedule", refit_schedule)
     n_train = _checks.integer("n_train", n_train, min_value=2)
     batch_size = min(_checks.integer("batch_size", batch_size, min_value=1), n_train)
+    fractions = np.asarray([_checks.scalar("fractions", f, positive=True, high=1.0) for f in fractions])
     rng = make_rng(seed)
     ds = datasets.load(dataset, n_train, rng)
     noise = _truth_noise(ds)
@@ -453,23 +431,41 @@ def noise_bias_experiment(*, seed, restarts=3, n_train=1000, hidden=(32, 32),
     learned = make_vae(ds.truth.data_dim, 1, hidden, obs="scalar", sigma2=noise)
     p0 = fixed.init(rng, restarts)
     total = sum(n for _, n in schedule)
+    steps_at = [max(1, int(round(f * total))) - 1 for f in fractions]         # the callback's (0-based) step
+    if len(set(steps_at)) != len(steps_at) or steps_at != sorted(steps_at):
+        raise ValueError(f"fractions must be increasing and fall on distinct steps of the {total}, got {fractions}")
+    at_step = {t: i for i, t in enumerate(steps_at)}
+    snapshots = {}
 
-    def cb(offset):
-        return lambda t, p, terms: t % 50 == 0 and _progress(progress, (offset + t / total) / 2.2, "training")
+    trajectory = []
 
-    p_fixed, _ = fit_stages(fixed, p0, ds.x, stages=schedule, seed=rng, batch_size=batch_size, callback=cb(0))
+    def cb(offset, keep=False):
+        def call(t, p, terms):
+            if keep and t in at_step:
+                snapshots[at_step[t]] = {k: np.array(to_host(v), copy=True) for k, v in p.items()}
+            if "dec.obs_logvar" in p:                       # the joint run: its variance after every step
+                trajectory.append(np.exp(np.asarray(to_host(p["dec.obs_logvar"]))[:, 0]))
+            if t % 50 == 0:
+                _progress(progress, (offset + t / total) / 2.2, "training")
+        return call
+
+    p_fixed, _ = fit_stages(fixed, p0, ds.x, stages=schedule, seed=rng, batch_size=batch_size, callback=cb(0, True))
     start = {**p_fixed, "dec.obs_logvar": np.full((restarts, 1), math.log(noise))}
     _progress(progress, 1 / 2.2, "refit of the noise")
     p_refit, _ = fit_stages(learned, start, ds.x, stages=refit_schedule, seed=rng, n_samples=refit_samples,
                             batch_size=batch_size, only=("dec.obs_logvar",))
     cf, cf_se = _closed_form(fixed, p_fixed, ds.x, rng, closed_form_samples)
-    p_joint, _ = fit_stages(learned, {**p0, "dec.obs_logvar": start["dec.obs_logvar"]}, ds.x, stages=schedule,
-                            seed=rng, batch_size=batch_size, callback=cb(1.1))
+    refit_at = np.stack([_closed_form(fixed, snapshots[i], ds.x, rng, closed_form_samples)[0]
+                         for i in range(len(fractions))])
+    p_joint, _ = fit_stages(learned, {**p0, "dec.obs_logvar": start["dec.obs_logvar"]}, ds.x,
+                            stages=schedule, seed=rng, batch_size=batch_size, callback=cb(1.1))
     cf_joint, _ = _closed_form(learned, p_joint, ds.x, rng, closed_form_samples)
+    trajectory = np.asarray(trajectory)
     _progress(progress, 1.0, "done")
     var = lambda p: np.exp(np.asarray(to_host(p["dec.obs_logvar"]))[:, 0])   # noqa: E731
     return NoiseBiasResult(true_noise=noise, refit=var(p_refit), refit_closed_form=cf, refit_closed_form_se=cf_se,
-                           joint=var(p_joint), joint_closed_form=cf_joint,
+                           joint=var(p_joint), joint_closed_form=cf_joint, fractions=fractions, refit_at=refit_at,
+                           joint_at=trajectory[steps_at], joint_trajectory=trajectory,
                            settings=dict(dataset=dataset, n_train=n_train, restarts=restarts, hidden=tuple(hidden),
                                          schedule=schedule, batch_size=batch_size, refit_schedule=refit_schedule))
 
@@ -547,177 +543,3 @@ def latent_dim_experiment(*, seed, restarts=3, n_train=1000, n_test=500, hidden=
                            settings=dict(dataset=dataset, n_train=n_train, n_test=n_test, restarts=restarts,
                                          hidden=tuple(hidden), schedule=schedule, batch_size=batch_size,
                                          is_samples=is_samples))
-
-
-# ==================================================================================== semi-supervised
-
-def angle_distance(a, b):
-    """1-Wasserstein distance between the angle distributions of two planar samples, in units of pi.
-
-    a, b : (n, 2), (m, 2). The angle is atan2(x_2, x_1) / pi; for Discrete Semi-Circle's true
-    class conditionals (angle / pi ~ U^(1/3) and U^3) the distance is 3/4 - 1/4 = 0.5.
-    """
-    a = np.asarray(to_host(_checks.array("a", a, ndim=2, last_dim=2)))
-    b = np.asarray(to_host(_checks.array("b", b, ndim=2, last_dim=2)))
-    ta, tb = np.sort(np.arctan2(a[:, 1], a[:, 0])), np.sort(np.arctan2(b[:, 1], b[:, 0]))
-    # W1 of two empirical laws: the integral of |F_a - F_b| over the merged support
-    grid = np.sort(np.concatenate([ta, tb]))
-    fa = np.searchsorted(ta, grid[:-1], side="right") / ta.size
-    fb = np.searchsorted(tb, grid[:-1], side="right") / tb.size
-    return float(np.sum(np.abs(fa - fb) * np.diff(grid)) / math.pi)
-
-
-@dataclass
-class M2Result:
-    """One M2 variant of ``semisupervised_experiment`` (arrays (R,)).
-
-    knn, knn_se : smooth k-NN statistic between samples of p_theta(x | y=0) and p_theta(x | y=1)
-        (``size`` vs ``size``, averaged over repeats): about 0 when the conditionals coincide
-        (functional collapse), large when they differ.
-    angle_w1 : ``angle_distance`` between the two conditionals' samples (truth: 0.5).
-    cond_ll : held-out log p_theta(x | y) per point at the true labels (quadrature).
-    marginal_ll : held-out log p_theta(x) = log sum_y p(y) p_theta(x | y) per point.
-    accuracy : accuracy of the classifier q(y|x) on the held-out data (meaningless for the
-        importance-weighted bound with alpha = 0: U_S does not involve q(y|x), so nothing trains it).
-    objective : the final training objective J per point (higher is better; the bound L, U or
-        L_S, U_S with the weights alpha, gamma) on the training data, for model selection.
-    """
-    knn: np.ndarray
-    knn_se: np.ndarray
-    angle_w1: np.ndarray
-    cond_ll: np.ndarray
-    marginal_ll: np.ndarray
-    accuracy: np.ndarray
-    objective: np.ndarray
-
-    @property
-    def selected(self):
-        """Restart with the best training objective (yacoby2021's model selection)."""
-        return int(np.argmax(self.objective))
-
-
-@dataclass
-class SemiSupervisedResult:
-    """``semisupervised_experiment``'s numbers: ``models`` {"M2": M2Result, "IWAE-M2": M2Result} and
-    the ground truth's ``truth_knn``, ``truth_knn_se``, ``truth_angle_w1``, ``truth_cond_ll``,
-    ``truth_marginal_ll``; ``samples`` {label: (2, n, d) class-conditional samples of the
-    selected restart (truth included)} for figures."""
-    models: dict
-    truth_knn: float
-    truth_knn_se: float
-    truth_angle_w1: float
-    truth_cond_ll: float
-    truth_marginal_ll: float
-    samples: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-
-
-def _conditional_ll(decode_y, x, y, n_classes, prior):
-    """log p(x_n | y_n) (N,) and log p(x_n) (N,) of a class-conditional K = 1 model by quadrature."""
-    per_class = np.stack([quadrature_log_likelihood(lambda z, c=c: decode_y(z, c), x)[0] for c in range(n_classes)])
-    cond = per_class[y, np.arange(x.shape[0])]
-    marginal = logsumexp(per_class + np.log(prior)[:, None], axis=0)
-    return cond, marginal
-
-
-def semisupervised_experiment(*, seed, restarts=3, n_train=500, n_test=500, hidden=(32, 32),
-                              schedule=((1e-2, 1000), (3e-3, 600), (1e-3, 400)), batch_size=64,
-                              iwae_samples=5, iwae_schedule=None, alpha=0.0, gamma=1.0, knn_size=100,
-                              knn_repeats=20, labelled_fraction=0.1, progress=None):
-    """yacoby2021 Sec. 5.2 (Fig. 2): functional collapse of the M2 VAE on Discrete Semi-Circle.
-
-    Two M2 models (docs/math.md 2.2) with the same networks (``hidden`` tanh MLPs, noise fixed at the
-    truth's 0.01) and initialisation are trained on ``labelled_fraction`` labelled points: one on
-    the ELBO bounds (L, U), one on the importance-weighted bounds (L_S, U_S) with S =
-    ``iwae_samples`` (yacoby2021's IWAE variant). Defaults alpha = 0, gamma = 1 make J a bound on
-    log p(X_unlabelled) + log p(X_labelled, Y_labelled) (yacoby2021 tunes both; its values were lost).
-    Then, per restart: how distinct the learned class conditionals are (k-NN statistic and angle
-    distance between samples of p(x | y=0) and p(x | y=1)), held-out log p(x | y) and log p(x),
-    and the classifier's accuracy. The ground truth is measured the same way
-    (``truth.given(y)``).
-
-    Parameters
-    ----------
-    seed : int or numpy Generator; restarts : int >= 2.
-    n_train, n_test : points (``labelled_fraction`` of the training points keep their label).
-    hidden : hidden widths of the classifier, encoder and decoder MLPs.
-    schedule, iwae_schedule : (learning rate, steps) stages of the ELBO model and of the IWAE model
-        (default: the same), on minibatches of ``batch_size``.
-    iwae_samples : S per class of the importance-weighted bounds (yacoby2021: S <= 20).
-    alpha, gamma : the weights of J (docs/math.md 2.2).
-    knn_size, knn_repeats : the k-NN protocol between the two conditionals (``size`` vs ``size``).
-    progress : optional callable(fraction, message).
-
-    Returns
-    -------
-    SemiSupervisedResult
-    """
-    restarts = _checks.integer("restarts", restarts, min_value=2)
-    schedule = check_stages("schedule", schedule)
-    iwae_schedule = schedule if iwae_schedule is None else check_stages("iwae_schedule", iwae_schedule)
-    rng = make_rng(seed)
-    ds = datasets.discrete_semicircle(n_train, rng, labelled_fraction=labelled_fraction)
-    test = ds.sample(n_test, rng)
-    noise = _truth_noise(ds)
-    prior = np.asarray(ds.truth.class_probs)
-    C, d = len(prior), ds.truth.data_dim
-    yt = np.asarray(test.full_labels)
-    models, samples = {}, {}
-    p0 = None
-    variants = (("M2", "elbo", schedule, None), ("IWAE-M2", "iwae", iwae_schedule, iwae_samples))
-    for i, (label, bound, sched, S) in enumerate(variants):
-        m = M2.from_sizes(d, 1, C, hidden=hidden, obs="fixed", sigma2=noise, alpha=alpha, gamma=gamma,
-                          bound=bound, n_samples=S)
-        p0 = m.init(rng, restarts) if p0 is None else p0
-        total = sum(n for _, n in sched)
-        cb = lambda t, p, terms, i=i, total=total, label=label: t % 50 == 0 and _progress(  # noqa: E731
-            progress, (i + 0.85 * t / total) / 2, label)
-        params, _ = fit_stages(m.packed(), p0, m.pack(ds.x, ds.labels), stages=sched, seed=rng,
-                                  batch_size=min(batch_size, n_train), n_samples=S, callback=cb)
-        _progress(progress, (i + 0.85) / 2, f"{label}: evaluation")
-        draw = lambda y, params=params: (lambda n, g: m.sample(params, y, n, g)[1])   # noqa: E731
-        knn, knn_se = _pair_knn(draw(0), draw(1), rng, knn_repeats, knn_size)
-        cond, marg, w1, acc = [], [], [], []
-        x0, x1 = (np.asarray(to_host(m.sample(params, y, n_test, rng)[1])) for y in (0, 1))
-        for r in range(restarts):
-            pr = restart(params, r)
-            c_ll, m_ll = _conditional_ll(lambda z, c, pr=pr: m.decode(pr, z, c), test.x, yt, C, prior)
-            cond.append(c_ll.mean())
-            marg.append(m_ll.mean())
-            w1.append(angle_distance(x0[r], x1[r]))
-            acc.append(float((np.asarray(to_host(m.classify(pr, test.x))).argmax(-1) == yt).mean()))
-        obj, _ = mc_elbo(m.packed(), params, m.pack(ds.x, ds.labels), seed=rng, n_samples=S or 4, replicates=2)
-        res = M2Result(knn=knn, knn_se=knn_se, angle_w1=np.asarray(w1), cond_ll=np.asarray(cond),
-                       marginal_ll=np.asarray(marg), accuracy=np.asarray(acc), objective=obj)
-        models[label] = res
-        samples[label] = np.stack([x0[res.selected], x1[res.selected]])
-    truth = [ds.truth.given(y) for y in range(C)]
-    draw_truth = lambda y: (lambda n, g: truth[y].sample_x(g.standard_normal((n, 1)), g))   # noqa: E731
-    t_knn, t_knn_se = _pair_knn(draw_truth(0), draw_truth(1), rng, knn_repeats, knn_size)
-    tx = [draw_truth(y)(n_test, rng) for y in range(C)]
-    per_class = np.stack([quadrature.log_likelihood(test.x, **t.quadrature_args) for t in truth])
-    t_cond = per_class[yt, np.arange(n_test)].mean()
-    t_marg = logsumexp(per_class + np.log(prior)[:, None], axis=0).mean()
-    samples["truth"] = np.stack(tx)
-    _progress(progress, 1.0, "done")
-    return SemiSupervisedResult(models=models, truth_knn=float(t_knn[0]), truth_knn_se=float(t_knn_se[0]),
-                                truth_angle_w1=angle_distance(tx[0], tx[1]), truth_cond_ll=float(t_cond),
-                                truth_marginal_ll=float(t_marg), samples=samples,
-                                settings=dict(n_train=n_train, n_test=n_test, restarts=restarts, hidden=tuple(hidden),
-                                              schedule=schedule, iwae_schedule=iwae_schedule, batch_size=batch_size,
-                                              iwae_samples=iwae_samples, alpha=alpha, gamma=gamma,
-                                              labelled_fraction=labelled_fraction))
-
-
-def _pair_knn(draw_a, draw_b, rng, repeats, size):
-    """k-NN statistic between two samplers draw(n, rng) -> (R?, n, d) or (n, d), averaged over
-    ``repeats``; returns mean, se as arrays (R,) ((1,) for unbatched samplers)."""
-    values = []
-    for _ in range(repeats):
-        a = np.asarray(to_host(draw_a(size, rng)))
-        b = np.asarray(to_host(draw_b(size, rng)))
-        a = a.reshape((-1,) + a.shape[-2:])
-        b = b.reshape((-1,) + b.shape[-2:])
-        values.append([smooth_knn_statistic(ai, bi, KNN_ALPHAS) for ai, bi in zip(a, b)])
-    values = np.asarray(values)
-    return values.mean(axis=0), values.std(axis=0, ddof=1) / math.sqrt(repeats)

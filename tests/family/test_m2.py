@@ -29,12 +29,13 @@ case = dict(seed=seeds, obs=st.sampled_from(OBS_MODES), R=restarts, S=st.sampled
             hidden=st.sampled_from([(), (3,)]), p_scale=st.floats(0.05, 0.6), x_scale=st.floats(0.2, 2.5))
 
 
-def check_m2_gradient(bound, labelling, alpha, gamma, seed, obs, R, S, C, d, K, B, hidden, p_scale, x_scale):
+def check_m2_gradient(bound, labelling, alpha, gamma, seed, obs, R, S, C, d, K, B, hidden, p_scale, x_scale,
+                      posterior="conditional"):
     """Gradient check of M2.value_and_grad; labelling: "labelled", "unlabelled" or "mixed"."""
     rng = np.random.default_rng(seed)
     prior = rng.dirichlet(np.ones(C) * 3.0)
     model = M2.from_sizes(d, K, C, hidden, "tanh", obs=obs, sigma2=0.6, alpha=alpha, gamma=gamma,
-                          prior=prior, bound=bound)
+                          prior=prior, bound=bound, unlabelled_posterior=posterior)
     params = perturbed_init(model, rng, R, p_scale)
     x = x_scale * rng.standard_normal((B, d))
     labels = {"labelled": rng.integers(0, C, B), "unlabelled": np.full(B, -1),
@@ -88,6 +89,90 @@ def test_full_objective_gradient(bound, alpha, gamma, **kw):
     noise = rng.standard_normal(model.noise_shape(params, B, kw["S"]))
     loss, _, terms = model.value_and_grad(params, x, labels, noise, with_terms=True)
     np.testing.assert_allclose(terms["unlabelled"] + terms["labelled"] + terms["classifier"], loss, rtol=1e-13)
+
+
+# -- the shared unlabelled posterior q(z|x) (unlabelled_posterior="shared") ---------------------
+@settings(max_examples=12, deadline=None)
+@given(bound=st.sampled_from(["elbo", "iwae"]), **case)
+def test_shared_unlabelled_bound_gradient(bound, **kw):
+    """-sum U(x) / B with one q(z|x) (encoder label block 0) for every class: every point unlabelled,
+    both bounds."""
+    check_m2_gradient(bound, "unlabelled", 1.0, 1.0, posterior="shared", **kw)
+
+
+@settings(max_examples=12, deadline=None)
+@given(bound=st.sampled_from(["elbo", "iwae"]), alpha=st.floats(0.0, 2.0), gamma=st.floats(0.0, 2.0), **case)
+def test_shared_full_objective_gradient(bound, alpha, gamma, **kw):
+    """-J / B with the shared family on a mix of labelled (q(z|x, y)) and unlabelled (q(z|x)) points."""
+    check_m2_gradient(bound, "mixed", alpha, gamma, posterior="shared", **kw)
+
+
+def _families(bound="elbo", **kw):
+    return [M2.from_sizes(2, 1, 3, (4,), "tanh", obs="scalar", sigma2=0.5, bound=bound, unlabelled_posterior=f, **kw)
+            for f in ("conditional", "shared")]
+
+
+@pytest.mark.parametrize("bound", ["elbo", "iwae"])
+def test_families_differ_only_in_the_unlabelled_posterior(bound):
+    """Labelled points: both families give the same loss and gradient. Unlabelled points: they differ,
+    unless the encoder ignores its label input (then q(z|x, y) = q(z|x) and the families coincide)."""
+    cond, shared = _families(bound, n_samples=2 if bound == "iwae" else None)
+    rng = np.random.default_rng(0)
+    params = perturbed_init(cond, rng, 2, 0.4)
+    x = rng.standard_normal((6, 2))
+    noise = rng.standard_normal(cond.noise_shape(params, 6))
+    labelled, mixed = np.array([0, 1, 2, 2, 1, 0]), np.array([0, -1, 2, -1, -1, 1])
+    a, b = cond.value_and_grad(params, x, labelled, noise), shared.value_and_grad(params, x, labelled, noise)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert all(np.array_equal(a[1][k], b[1][k]) for k in params)
+    assert np.all(np.abs(cond.value_and_grad(params, x, mixed, noise)[0]
+                         - shared.value_and_grad(params, x, mixed, noise)[0]) > 1e-6)
+    blind = {**params, "enc.0.W": params["enc.0.W"].copy()}
+    blind["enc.0.W"][:, 2:, :] = 0.0                                     # the encoder's rows for onehot y
+    np.testing.assert_allclose(cond.value_and_grad(blind, x, mixed, noise)[0],
+                               shared.value_and_grad(blind, x, mixed, noise)[0], rtol=1e-13)
+
+
+def test_shared_bounds_exact_on_linear_gaussian():
+    """Linear-Gaussian M2 (see ``linear_m2``): the shared q(z|x) is the encoder at label block 0,
+    N(x A, 1). log p(x | y, z) is quadratic in z, so noise +-1 averages it exactly and
+    U(x) = sum_y pi_y [E_q log p(x|y,z) + log p(y)] - KL(q || N(0, 1)) + H(pi) in closed form;
+    the labelled bound is the conditional family's (= log p(x, y))."""
+    model, params, log_joint = linear_m2("elbo")
+    shared = M2(model.classifier, model.encoder, model.decoder, 2, 1, 2, obs="fixed", sigma2=0.5,
+                prior=model.prior, unlabelled_posterior="shared")
+    x = 1.5 * np.random.default_rng(3).standard_normal((7, 2))
+    noise = np.ones(shared.noise_shape(params, 7, 2))
+    noise[1] = -1.0
+    out = shared.bounds(params, x, noise)
+    np.testing.assert_allclose(out["labelled"], log_joint(x), rtol=1e-12)
+    mu, lv = shared.encode(params, x, None)
+    np.testing.assert_allclose(mu, x @ params["enc.0.W"][:2, :1], rtol=1e-12)
+    np.testing.assert_allclose(lv, 0.0, atol=1e-15)
+    w, b = params["dec.0.W"][:1], params["dec.0.W"][1:]                   # z row (1, d), class offsets (C, d)
+    s2 = np.exp(lv)
+    resid = ((x[:, None, :] - mu[:, None, :] * w[None] - b[None]) ** 2).sum(-1)      # (B, C)
+    e_log_px = -0.5 * (resid + s2 * (w ** 2).sum()) / 0.5 - math.log(2 * math.pi * 0.5)
+    kl = 0.5 * (mu[:, 0] ** 2 + s2[:, 0] - 1.0 - lv[:, 0])
+    log_pi = out["log_q_y"]
+    pi = np.exp(log_pi)
+    want = (pi * (e_log_px + np.log(model.prior))).sum(1) - kl - (pi * log_pi).sum(1)
+    np.testing.assert_allclose(out["unlabelled"], want, rtol=1e-12)
+    # and it is strictly below log p(x): one Gaussian cannot fit the two-class posterior
+    assert np.all(out["unlabelled"] < logsumexp(log_joint(x), axis=1) - 1e-3)
+
+
+def test_shared_family_arguments():
+    cond, shared = _families()
+    params = cond.init(0)
+    x = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="y is required: with unlabelled_posterior='conditional'"):
+        cond.encode(params, x, None)
+    mu, lv = shared.encode(params, x, None)
+    assert mu.shape == lv.shape == (3, 1)
+    assert not np.allclose(mu, shared.encode(params, x, 0)[0])
+    with pytest.raises(ValueError, match=r"unlabelled_posterior must be one of \('conditional', 'shared'\), got 'joint'"):
+        M2.from_sizes(2, 1, 3, (4,), unlabelled_posterior="joint")
 
 
 # -- exact bounds on a linear-Gaussian M2 -----------------------------------------------

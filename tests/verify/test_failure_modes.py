@@ -1,62 +1,17 @@
 """Pieces of refvae.experiments.failure_modes (yacoby2021) that the claim runs do not check themselves.
 
 The claims (tests/verify/test_claims.py runs them in miniature) exercise the experiments end to
-end; here: the comparison rule they all use, the angle distance of the M2 claim, the refining
-quadrature behind every held-out log-likelihood, and argument validation.
+end; here: the refining quadrature behind every held-out log-likelihood, the budget snapshots of
+the Spiral Dots experiment, and argument validation. (The comparison rule is
+refvae.verify.rules, tested in test_rules.py; the M2 experiment's pieces in test_m2_collapse.py.)
 """
 import math
 
 import numpy as np
 import pytest
-from scipy.stats import norm, wasserstein_distance
+from scipy.stats import norm
 
 from refvae.experiments import failure_modes as fm
-
-
-# ------------------------------------------------------------------------------ compare_restarts
-
-def test_compare_restarts_rule():
-    hi, lo = np.array([1.0, 1.1, 0.9]), np.array([0.5, 0.6, 0.4])     # means 1.0, 0.5; sd 0.1 each
-    assert fm.compare_restarts(hi, lo) == 1
-    assert fm.compare_restarts(lo, hi) == -1
-    # lower is better: the same numbers swap roles
-    assert fm.compare_restarts(hi, lo, higher_is_better=False) == -1
-    # gap 0.15 < sd_a + sd_b = 0.2: the intervals overlap
-    assert fm.compare_restarts(hi, lo + 0.35) == 0
-    # just beyond the summed sds it beats
-    assert fm.compare_restarts(hi, lo + 0.29) == 1
-
-
-def test_compare_restarts_validates():
-    with pytest.raises(ValueError, match="a must"):
-        fm.compare_restarts(np.ones((2, 2)), np.ones(2))
-    with pytest.raises(ValueError, match="at least one"):
-        fm.compare_restarts(np.ones(0), np.ones(2))
-
-
-# ------------------------------------------------------------------------------ angle_distance
-
-def test_angle_distance_is_wasserstein_of_angles():
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((300, 2)), rng.standard_normal((200, 2)) + [0.5, 0.2]
-    ref = wasserstein_distance(np.arctan2(a[:, 1], a[:, 0]), np.arctan2(b[:, 1], b[:, 0])) / math.pi
-    assert fm.angle_distance(a, b) == pytest.approx(ref, rel=1e-12, abs=1e-14)
-    assert fm.angle_distance(a, a) == 0.0
-
-
-def test_angle_distance_of_the_semicircle_classes():
-    # noise-free Discrete Semi-Circle classes: angle / pi = U^(1/3) and U^3, W1 = 3/4 - 1/4 = 1/2.
-    # The empirical W1 of n draws is off by O(1/sqrt(n)) (~0.005 at n = 40000); 0.02 is 4 times that.
-    rng = np.random.default_rng(1)
-    n = 40000
-    t0, t1 = math.pi * rng.random(n) ** (1 / 3), math.pi * rng.random(n) ** 3
-    circle = lambda t: np.stack([np.cos(t), np.sin(t)], axis=1)   # noqa: E731
-    assert fm.angle_distance(circle(t0), circle(t1)) == pytest.approx(0.5, abs=0.02)
-
-
-def test_angle_distance_validates():
-    with pytest.raises(ValueError, match="a must"):
-        fm.angle_distance(np.ones((3, 3)), np.ones((3, 2)))
 
 
 # ------------------------------------------------------------------------------ quadrature
@@ -140,3 +95,27 @@ def test_px_iwae_continues_from_the_vae():
     assert np.all(res.methods["VAE"].test_ll != res.methods["IWAE"].test_ll)
     assert set(res.methods) == {"VAE", "IWAE"} and res.methods["VAE"].test_ll.shape == (2,)
     assert np.all(np.isfinite(res.methods["IWAE"].knn)) and np.isfinite(res.truth_ll)
+
+
+# ------------------------------------------------------------------------------ noise bias: budget snapshots
+
+def test_noise_bias_budget_snapshots():
+    """The joint variance is read after every step (its last entry is the final variance) and at the
+    budget fractions; the refit read at 100% is Theorem 2's value for the final (theta, phi), i.e. the
+    closed form next to the actual refit, up to the two Monte Carlo draws' errors."""
+    res = fm.noise_bias_experiment(seed=0, restarts=2, n_train=48, schedule=((1e-2, 40), (1e-3, 20)),
+                                   refit_schedule=((1e-2, 20),), refit_samples=2, closed_form_samples=64,
+                                   fractions=(0.5, 1.0))
+    assert res.joint_trajectory.shape == (60, 2)
+    np.testing.assert_array_equal(res.joint_trajectory[-1], res.joint)
+    np.testing.assert_array_equal(res.joint_at, res.joint_trajectory[[29, 59]])
+    assert res.refit_at.shape == (2, 2)
+    assert np.all(np.abs(res.refit_at[-1] - res.refit_closed_form) < 5 * np.sqrt(2) * res.refit_closed_form_se)
+    # an earlier snapshot is a different (theta, phi): a different value
+    assert np.all(res.refit_at[0] != res.refit_at[1])
+
+
+@pytest.mark.parametrize("fractions", [(0.6, 0.3), (0.5, 0.5), (0.0, 1.0), (1.0, 1.5)])
+def test_noise_bias_fractions_validated(fractions):
+    with pytest.raises(ValueError, match="fractions"):
+        fm.noise_bias_experiment(seed=0, restarts=2, n_train=16, schedule=((1e-2, 10),), fractions=fractions)

@@ -1,4 +1,15 @@
-"""Claims of yacoby2021: Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their Effects on Downstream Tasks"."""
+"""Claims of yacoby2021: Yacoby, Pan, Doshi-Velez, "Failure Modes of VAEs and Their Effects on Downstream Tasks".
+
+Every empirical claim states the paper's sentence in full, splits it into the parts refvae judges
+(``Part``), judges each restart by restart with the shared rules (``refvae.verify.rules``: paired
+per restart, matches, settled), shows the paper's number beside refvae's per restart (``Row``) and
+lists the settings the paper does not give (``choices``). The experiments live in
+``refvae.experiments.failure_modes`` (Sec. 4.2, 5.1) and ``refvae.experiments.m2_collapse``
+(Sec. 5.2).
+
+Restarts of different methods in one claim share their initialisation, data and minibatch
+stream where the experiment allows, so "A beats B" compares A and B restart by restart.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -7,17 +18,43 @@ import analytic.noise
 import analytic.ppca
 
 from ...backend import to_host
-from ...experiments import failure_modes
-from ...experiments.failure_modes import compare_restarts, encoder_residuals
+from ...experiments import failure_modes, m2_collapse
+from ...experiments.failure_modes import encoder_residuals
 from ...objectives import GaussianVAE
 from ...optim import Adam
 from ...train import fit
-from ..registry import Outcome, claim
+from .. import rules
+from ..registry import Outcome, Part, Row, claim
 
+
+def _r(a, digits=4):
+    return np.round(np.asarray(a, dtype=float), digits).tolist()
+
+
+def _part(statement, comparison, evidence="", holds=None, digits=3):
+    """A Part judged by a ``rules`` comparison (holds unless ``holds`` overrides it)."""
+    ok = comparison.holds if holds is None else holds
+    text = f"{evidence}; " if evidence else ""
+    return Part(statement, bool(ok), f"{text}per-restart differences {rules.fmt_values(comparison.diffs, digits)}",
+                str(comparison))
+
+
+def _verdict(parts):
+    """'Every part holds.' or 'Does not hold: <the parts that do not>.'"""
+    failed = [p.statement for p in parts if not p.holds]
+    return "Every part holds." if not failed else f"Does not hold: {'; '.join(failed)}."
+
+
+def _constant(value, n):
+    return np.full(n, float(value))
+
+
+# ==================================================================================== Theorem 2
 
 @claim("noise_theorem2", paper="yacoby2021", kind="theorem",
-       statement="For fixed theta, phi the ELBO-optimal observation variance is the mean squared residual "
-                 "under the encoder (Theorem 2), so a jointly trained learned variance equals it at convergence.",
+       statement="Theorem 2: for fixed theta, phi the ELBO-optimal observation variance of coordinate d is "
+                 "(1/N) sum_n E_q(z|x_n)[(x_n^(d) - f_theta(z)^(d))^2] (Eq. 7), so a variance learned jointly "
+                 "with theta, phi equals the mean squared residual under the learned encoder at convergence.",
        paper_figure="Theorem 2 (a closed form; no number)")
 def noise_theorem2(ctx):
     rng = ctx.rng("noise_theorem2")
@@ -48,36 +85,36 @@ def noise_theorem2(ctx):
     # 2.5% of the target (measured up to 1.6% over 8 mini seeds; a variance read as a standard
     # deviation, or a missing constant, moves the learned value by a factor, not by percents)
     settled = jitter < 2.5e-2 * target
-    passed = bool(np.all(gap < 4 * np.sqrt(jitter ** 2 + target_se ** 2)) and np.all(settled))
+    close = gap < 4 * np.sqrt(jitter ** 2 + target_se ** 2)
+    parts = [Part("the learned variance of every coordinate equals Eq. 7's value for the learned encoder",
+                  bool(np.all(close)), f"|learned - Eq. 7| {_r(gap, 5)} vs 4 combined sd "
+                                       f"{_r(4 * np.sqrt(jitter ** 2 + target_se ** 2), 5)}",
+                  "within 4 combined standard deviations (iterate jitter, Eq. 7's Monte Carlo error) per coordinate"),
+             Part("the learned iterate has settled", bool(np.all(settled)),
+                  f"jitter / target {_r(jitter / target, 4)}", "spread of the last third of the tail below 2.5%")]
     return Outcome(
-        passed=passed,
+        parts=parts,
         measured={"learned_variance": learned.tolist(), "closed_form_for_learned_encoder": target.tolist(),
                   "ppca_ml_noise": float(ppca_noise)},
         spread={"learned_variance": jitter.tolist(), "closed_form_for_learned_encoder": target_se.tolist()},
-        summary=f"learned variance per dimension {np.round(learned, 4).tolist()} vs closed form "
-                f"{np.round(target, 4).tolist()} (max relative gap {np.max(gap / target):.2e}; "
+        rows=[Row(f"coordinate {j}: learned variance (one run)", [float(learned[j])], None,
+                  f"Eq. 7 for the learned encoder: {target[j]:.5f} +- {target_se[j]:.1e}") for j in range(d)],
+        rule="theorem: holds when every part holds",
+        choices={"data": "5-D Gaussian, spectrum (4, 2, 0.1, 0.1, 0.1), random rotation; linear VAE with K = 2 and "
+                         "a per-coordinate learned variance (the theorem holds for any theta, phi)"},
+        summary=f"learned variance per dimension {_r(learned)} "
+                f"vs closed form {_r(target)} (max relative gap {np.max(gap / target):.2e}; "
                 f"PPCA noise {float(ppca_noise):.4f})"
                 + ("" if np.all(settled) else f"; NOT SETTLED: iterate spread up to {np.max(jitter / target):.1%}"))
 
 
-# ==================================================================================== Sec. 4.2 / 5
-# The experiments live in refvae.experiments.failure_modes; the claims below pick the sizes per
-# profile, apply its stated rule (compare_restarts: "beats" = intervals mean +- sd over restarts
-# disjoint, "matches" = they overlap) and format the report.
+# ==================================================================================== Sec. 4.2: p(x)
 
-_RELATION = {1: "beats", 0: "matches", -1: "is beaten by"}
-
-
-def _ms(a, digits=3):
-    """'mean +- sd' over restarts."""
-    a = np.asarray(a, dtype=float)
-    sd = a.std(ddof=1) if a.size > 1 else 0.0
-    return f"{a.mean():.{digits}f} +- {sd:.{digits}f}"
-
-
-def _sd(a):
-    a = np.asarray(a, dtype=float)
-    return float(a.std(ddof=1)) if a.size > 1 else 0.0
+#: Held-out log p(x) within this of another method's in every restart counts as "as well as"
+#: (nats per point; the Figure-8 VAE-IWAE gap is ~0.1, Circle's restart-to-restart spread ~0.01).
+LL_MATCH = 0.02
+#: A method "compromises p(x)" when its held-out log p(x) is below the truth's by more than this.
+COMPROMISE = 0.02
 
 
 def _px_settings(ctx, lin):
@@ -86,7 +123,7 @@ def _px_settings(ctx, lin):
     return ctx.scale(
         mini=dict(restarts=2, n_train=64, n_test=100, schedule=((1e-2, 300),), tail=((1e-3, 40),), batch_size=32,
                   iwae_samples=20, knn_size=50, knn_repeats=4, n_val=32, objective_samples=4, lin=lin),
-        quick=dict(restarts=3, lin=lin),
+        quick=dict(restarts=3, n_test=300, knn_repeats=10, lin=lin),
         full=dict(restarts=10, n_train=1000, n_test=2000, schedule=((1e-2, 20000), (3e-3, 10000)),
                   tail=((1e-3, 5000),), batch_size=100, iwae_start="init", knn_repeats=200, n_val=500, lin=lin))
 
@@ -98,12 +135,28 @@ def _px_measured(res):
         for score in ("test_ll", "knn", "objective"):
             key = f"{res.dataset}.{label}.{score}"
             measured[key] = np.asarray(getattr(m, score)).tolist()
-            spread[key] = _sd(getattr(m, score))
-        measured[f"{res.dataset}.{label}.test_ll_selected"] = float(m.test_ll[m.selected])
+            spread[key] = rules.mean_sd(getattr(m, score))[1]
+        measured[f"{res.dataset}.{label}.selected_restart"] = m.selected
     unresolved = [label for label, m in res.methods.items() if not np.all(m.resolved)]
     if unresolved:
         measured[f"{res.dataset}.quadrature_unresolved"] = unresolved
     return measured, spread
+
+
+def _px_rows(res, paper):
+    """Per method and restart: held-out log p(x), k-NN, training objective."""
+    rows = [Row(f"{res.dataset} / truth / held-out log p(x) per point", [res.truth_ll], None, "the ceiling"),
+            Row(f"{res.dataset} / truth / k-NN against held-out data", [res.truth_knn], None,
+                "its level for an exact model")]
+    for label, m in res.methods.items():
+        note = f"selected restart (best objective): {m.selected}"
+        if not np.all(m.resolved):
+            note += "; quadrature did not resolve every posterior"
+        rows += [Row(f"{res.dataset} / {label} / held-out log p(x) per point", m.test_ll.tolist(), paper.get(label), note),
+                 Row(f"{res.dataset} / {label} / k-NN against held-out data (lower: closer)", m.knn.tolist(), None),
+                 Row(f"{res.dataset} / {label} / training objective per point", m.objective.tolist(), None,
+                     "ELBO (VAE, LIN) or L_S (IWAE)")]
+    return rows
 
 
 def _px_figure(ctx, results, name):
@@ -114,143 +167,272 @@ def _px_figure(ctx, results, name):
                 ax = fig.add_subplot(len(results), len(labels), row * len(labels) + col + 1)
                 x = res.samples[label]
                 ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
-                title = f"{res.dataset}: {label}" if label == "truth" else label
+                title = f"{res.dataset}: {label}"
                 if label != "truth":
-                    title += f" (LL {res.methods[label].test_ll[res.methods[label].selected]:.3f})"
-                ax.set_title(title, fontsize=8)
+                    title += f" (log p(x) {res.methods[label].test_ll[res.methods[label].selected]:.3f})"
+                ax.set_title(title)
+                ax.set_xlabel("x1")
+                ax.set_ylabel("x2")
                 ax.set_aspect("equal")
-                ax.tick_params(labelsize=6)
     return ctx.figure(name, draw)
 
 
-def _px_line(res):
+def _px_choices(res, lin_note):
+    s = res.settings
+    return {
+        "iwae_start": ("IWAE continues from the VAE's solution for the last stage only (quick), so both differ only "
+                       "in the bound optimised from one point; yacoby2021 trains IWAE from the initialisation "
+                       "(full does)" if s["iwae_start"] == "vae" else "IWAE trained from the initialisation (yacoby2021)"),
+        "restarts": f"{s['restarts']} random initialisations shared by every method, judged restart by restart "
+                    "(yacoby2021: 5 random and 5 at the ground truth, keeping the best objective; refvae's "
+                    "networks cannot be set to the ground truth exactly)",
+        "architecture": f"tanh MLPs {s['hidden']}, observation variance fixed at the truth's {s['sigma2']} "
+                        "(yacoby2021's App. C is lost)",
+        "budget": f"Adam stages {s['schedule']} then {s['tail']}, minibatches of {s['batch_size']}, "
+                  f"{s['n_train']} training points; held-out log p(x) by quadrature on {s['n_test']} points",
+        "knn": f"smooth k-NN, {s['knn_size']} model vs {s['knn_size']} held-out points, mean of {s['knn_repeats']} "
+               "repeats (yacoby2020's protocol; temperatures refvae's)",
+        "lin": lin_note,
+    }
+
+
+def _no_worse_knn(res, a="IWAE", b="VAE", prefix=""):
+    """'a's k-NN no worse than b's' is judged as: b does not beat a (lower is better) by the paired rule,
+    where beating must exceed the statistic's own Monte Carlo error (twice the root-mean-square over
+    restarts of the standard error of the difference, from the repeats)."""
     m = res.methods
-    parts = [f"{label} {_ms(v.test_ll)}" for label, v in m.items()]
-    knn = [f"{label} {_ms(v.knn, 2)}" for label, v in m.items()]
-    # a protocol that departs from yacoby2021's is said next to the numbers it produced
-    start = (" [IWAE continued from the VAE's solution for the last stage only, not trained from the "
-             "initialisation as in yacoby2021]" if res.settings["iwae_start"] == "vae" else "")
-    return (f"{res.dataset}: held-out log p(x) per point {', '.join(parts)} (truth {res.truth_ll:.3f}); "
-            f"k-NN statistic {', '.join(knn)} (truth {res.truth_knn:.2f}){start}")
+    noise = 2.0 * float(np.sqrt(np.mean(m[a].knn_se ** 2 + m[b].knn_se ** 2)))
+    worse = rules.paired(m[b].knn, m[a].knn, higher_is_better=False, margin=noise)
+    return Part(f"{prefix}{a}'s samples are no farther from the data than {b}'s (k-NN statistic)", not worse.holds,
+                f"{b} beats {a} in {worse.wins} of {worse.n} restarts; {a} {rules.fmt_values(m[a].knn, 2)}, "
+                f"{b} {rules.fmt_values(m[b].knn, 2)}",
+                f"holds unless {b} beats {a}, i.e. is {worse.rule}")
 
 
-def _iwae_beats_vae(ctx, dataset):
+def _iwae_beats_vae(ctx, dataset, lin):
     res = failure_modes.px_experiment(dataset, seed=ctx.rng("px", dataset), progress=ctx.progress,
-                                      **_px_settings(ctx, lin=True))
+                                      **_px_settings(ctx, lin=lin))
     m = res.methods
-    ll = compare_restarts(m["IWAE"].test_ll, m["VAE"].test_ll)
-    knn = compare_restarts(m["IWAE"].knn, m["VAE"].knn, higher_is_better=False)
-    lin_vs_iwae = compare_restarts(m["IWAE"].test_ll, m["LIN"].test_ll)
-    lin_vs_vae = compare_restarts(m["LIN"].test_ll, m["VAE"].test_ll)
-    passed = ll == 1 and knn >= 0 and lin_vs_iwae == 1
+    ll = lambda a, b: rules.paired(m[a].test_ll, m[b].test_ll)               # noqa: E731
+    parts = [_part("IWAE learns p(x) better than the VAE (held-out log p(x))", ll("IWAE", "VAE"))]
+    if lin:
+        parts += [_part("IWAE learns p(x) better than LIN", ll("IWAE", "LIN")),
+                  _part("LIN outperforms the VAE", ll("LIN", "VAE"))]
+    parts.append(_no_worse_knn(res))
+    for label in (("VAE", "LIN") if lin else ("VAE",)):
+        c = rules.paired(_constant(res.truth_ll, m[label].test_ll.size), m[label].test_ll, margin=COMPROMISE)
+        parts.append(_part(f"the {label} compromises p(x): held-out log p(x) below the truth's by more than "
+                           f"{COMPROMISE}", c))
     measured, spread = _px_measured(res)
-    measured.update({"iwae_vs_vae.test_ll": _RELATION[ll], "iwae_vs_vae.knn": _RELATION[knn],
-                     "iwae_vs_lin.test_ll": _RELATION[lin_vs_iwae], "lin_vs_vae.test_ll": _RELATION[lin_vs_vae],
-                     "iwae_start": res.settings["iwae_start"]})
-    verdict = ("reproduced" if passed else "not reproduced") + \
-        f": IWAE {_RELATION[ll]} the VAE in log p(x) and {_RELATION[knn]} it in k-NN; " \
-        f"IWAE {_RELATION[lin_vs_iwae]} LIN; LIN {_RELATION[lin_vs_vae]} the VAE (paper: IWAE > LIN > VAE)"
-    return Outcome(passed=passed, measured=measured, spread=spread,
-                   paper_value="IWAE learns p(x) better than LIN, which outperforms the VAE but, like it, "
-                               "compromises p(x) (Fig. 1; App. D.1 with the numbers is lost)",
-                   summary=f"{_px_line(res)}. {verdict}.",
-                   figures=[f for f in [_px_figure(ctx, [res], f"yacoby2021_px_{dataset}")] if f])
-
-
-_PX_RULE = ("'beats': the intervals mean +- sd over restarts are disjoint (refvae.experiments.failure_modes."
-            "compare_restarts).")
+    paper = {"IWAE": "best of the three", "LIN": "between IWAE and the VAE", "VAE": "worst"} if lin else \
+        {"IWAE": "better than the VAE", "VAE": "worse than IWAE"}
+    lin_note = ("LIN (He et al. 2019): aggressive encoder phase during the first stage, then as the VAE" if lin else
+                "LIN is not run: yacoby2021 states the LIN ordering for Figure-8 only (Sec. 4.2); App. D.1 with "
+                "the other data sets is lost")
+    return Outcome(
+        parts=parts, measured=measured, spread=spread, rows=_px_rows(res, paper),
+        rule="each part is judged restart by restart (refvae.verify.rules.paired: every restart below 5 restarts, "
+             "a one-sided sign test from 5); the claim is reproduced when every part holds",
+        choices=_px_choices(res, lin_note),
+        paper_value=("IWAE learns p(x) better than LIN, which outperforms the VAE; LIN, like the VAE, compromises "
+                     "p(x) (Fig. 1a; App. D.1 with the numbers is lost)" if lin else
+                     "VAE training approximates p(x) poorly and IWAE performs better (Fig. 1c; no numbers)"),
+        summary=f"{dataset}: held-out log p(x) per point "
+                + ", ".join(f"{k} {rules.fmt_values(v.test_ll)}" for k, v in m.items())
+                + f" (truth {res.truth_ll:.3f}); k-NN "
+                + ", ".join(f"{k} {rules.fmt_values(v.knn, 2)}" for k, v in m.items())
+                + f" (truth {res.truth_knn:.2f}). {_verdict(parts)}",
+        figures=[f for f in [_px_figure(ctx, [res], f"iwae_beats_vae_{dataset}")] if f])
 
 
 @claim("iwae_beats_vae_figure8", paper="yacoby2021", kind="empirical",
-       statement="On Figure-8 (K = 1) the VAE's solution fits p(x) worse than IWAE with S = 20 importance samples: "
-                 "higher held-out log-likelihood (quadrature) for IWAE and no worse smooth k-NN statistic; "
-                 "Lagging Inference Networks do not close the gap (IWAE beats LIN). " + _PX_RULE,
-       paper_figure="Fig. 1a (Sec. 4.2)")
+       statement="yacoby2021 Sec. 4.2 on Figure-8 (K = 1): \"As expected, IWAE learns p(x) better than LIN, which "
+                 "outperforms the VAE (Figure 1a). Like the VAE, LIN compromises learning the data distribution in "
+                 "order to learn simpler posteriors.\" Judged parts: IWAE > VAE, IWAE > LIN, LIN > VAE in held-out "
+                 "log p(x) (quadrature), IWAE's k-NN statistic no worse than the VAE's (the VAE not lower by more "
+                 "than the statistic's Monte Carlo error, restart by restart), VAE and LIN below the truth's log "
+                 "p(x); IWAE with S = 20.",
+       paper_figure="Fig. 1a (Sec. 4.2); App. D.1 with the numbers is lost")
 def iwae_beats_vae_figure8(ctx):
-    return _iwae_beats_vae(ctx, "figure8")
+    return _iwae_beats_vae(ctx, "figure8", lin=True)
 
 
 @claim("iwae_beats_vae_clusters", paper="yacoby2021", kind="empirical",
-       statement="On Clusters (K = 1) the VAE's solution fits p(x) worse than IWAE with S = 20 importance samples: "
-                 "higher held-out log-likelihood (quadrature) for IWAE and no worse smooth k-NN statistic; "
-                 "Lagging Inference Networks do not close the gap (IWAE beats LIN). " + _PX_RULE,
-       paper_figure="Fig. 1c (Sec. 4.2)")
+       statement="yacoby2021 Fig. 1 caption on Clusters (K = 1): \"When conditions of Theorem 1 are satisfied, in "
+                 "examples (a) and (c), VAE training approximates p(x) poorly and IWAE performs better.\" Judged "
+                 "parts: IWAE > VAE in held-out log p(x) (quadrature), IWAE's k-NN statistic no worse than the "
+                 "VAE's (as on Figure-8), the VAE below the truth's log p(x); IWAE with S = 20.",
+       paper_figure="Fig. 1c (Sec. 4.2); no numbers")
 def iwae_beats_vae_clusters(ctx):
-    return _iwae_beats_vae(ctx, "clusters")
+    return _iwae_beats_vae(ctx, "clusters", lin=False)
 
 
 @claim("vae_matches_iwae_circle_absval", paper="yacoby2021", kind="empirical",
-       statement="On Circle and Absolute-Value (one condition of Theorem 1 fails) the VAE fits p(x) as well as IWAE "
-                 "(S = 20): held-out log-likelihood and smooth k-NN statistic match, i.e. the intervals mean +- sd "
-                 "over restarts overlap (refvae.experiments.failure_modes.compare_restarts).",
-       paper_figure="Fig. 1b, 1d (Sec. 4.2)")
+       statement="yacoby2021 Fig. 1 caption and Sec. 4.2 on Circle and Absolute-Value (one condition of Theorem 1 "
+                 "fails): \"When one of the conditions is not met, in examples (b) and (d), then the VAE can learn "
+                 "p(x) as well as IWAE\"; on Circle \"VAE training is capable of recovering p(x), regardless of "
+                 "whether training was initialized randomly or at the ground truth\". Judged parts, per data set: "
+                 f"held-out log p(x) of the VAE and IWAE (S = 20) within {LL_MATCH} nats per point in every restart, "
+                 "and the VAE's k-NN statistic no worse than IWAE's (IWAE not lower by more than the statistic's "
+                 "Monte Carlo error, restart by restart); random initialisations only.",
+       paper_figure="Fig. 1b, 1d (Sec. 4.2); no numbers")
 def vae_matches_iwae_circle_absval(ctx):
-    results, measured, spread, lines, ok = [], {}, {}, [], True
+    results, measured, spread, parts, rows, lines = [], {}, {}, [], [], []
     for i, dataset in enumerate(("circle", "absolute_value")):
         res = failure_modes.px_experiment(
             dataset, seed=ctx.rng("px", dataset), **_px_settings(ctx, lin=False),
-            progress=lambda f, msg, i=i: ctx.progress((i + f) / 2, f"{dataset}: {msg}"))
+            progress=lambda f, msg, i=i, dataset=dataset: ctx.progress((i + f) / 2, f"{dataset}: {msg}"))
         m = res.methods
-        ll = compare_restarts(m["VAE"].test_ll, m["IWAE"].test_ll)
-        knn = compare_restarts(m["VAE"].knn, m["IWAE"].knn, higher_is_better=False)
-        ok = ok and ll == 0 and knn == 0
+        ll = rules.matches(m["VAE"].test_ll, m["IWAE"].test_ll, LL_MATCH)
+        parts += [_part(f"{dataset}: the VAE learns p(x) as well as IWAE (held-out log p(x))", ll),
+                  _no_worse_knn(res, a="VAE", b="IWAE", prefix=f"{dataset}: ")]
         got, sd = _px_measured(res)
         measured.update(got)
         spread.update(sd)
-        measured[f"{dataset}.vae_vs_iwae.test_ll"] = _RELATION[ll]
-        measured[f"{dataset}.vae_vs_iwae.knn"] = _RELATION[knn]
-        lines.append(f"{_px_line(res)}: the VAE {_RELATION[ll]} IWAE in log p(x) and {_RELATION[knn]} it in k-NN")
+        rows += _px_rows(res, {"VAE": "as well as IWAE", "IWAE": "as well as the VAE"})
+        lines.append(f"{dataset}: log p(x) VAE {rules.fmt_values(m['VAE'].test_ll)}, IWAE "
+                     f"{rules.fmt_values(m['IWAE'].test_ll)} (truth {res.truth_ll:.3f}); k-NN VAE "
+                     f"{rules.fmt_values(m['VAE'].knn, 2)}, IWAE {rules.fmt_values(m['IWAE'].knn, 2)}")
         results.append(res)
-    measured["iwae_start"] = results[0].settings["iwae_start"]
-    return Outcome(passed=ok, measured=measured, spread=spread,
+    choices = _px_choices(results[0], "LIN is not part of this statement")
+    choices["match tolerance"] = (f"log p(x) within {LL_MATCH} nats per point (the Figure-8 VAE-IWAE gap is ~0.1); "
+                                  "the k-NN statistic, noisier, is judged one-sided (no worse), as on Figure-8")
+    choices["initialisation"] = "random only: refvae's networks cannot be set to the ground truth exactly"
+    return Outcome(parts=parts, measured=measured, spread=spread, rows=rows, choices=choices,
+                   rule="each part by refvae.verify.rules.matches (every restart within the tolerance); reproduced "
+                        "when every part holds",
                    paper_value="VAE training recovers p(x) as well as IWAE on both, from random or ground-truth "
                                "initialisation (Fig. 1b, 1d; no numbers)",
-                   summary="; ".join(lines) + (". Reproduced." if ok else ". Not reproduced."),
-                   figures=[f for f in [_px_figure(ctx, results, "yacoby2021_px_circle_absval")] if f])
+                   summary="; ".join(lines) + ". " + _verdict(parts),
+                   figures=[f for f in [_px_figure(ctx, results, "vae_matches_iwae_circle_absval")] if f])
+
+
+# ==================================================================================== Sec. 4.2: noise
+
+def _spiral_settings(ctx):
+    return ctx.scale(
+        mini=dict(restarts=2, n_train=64, schedule=((1e-2, 300),), refit_schedule=((1e-2, 100),),
+                  refit_samples=4, closed_form_samples=16),
+        quick=dict(restarts=3),
+        full=dict(restarts=10, n_train=2000, schedule=((1e-2, 20000), (3e-3, 10000), (1e-3, 5000)),
+                  refit_schedule=((1e-2, 2000),), refit_samples=64, closed_form_samples=256))
+
+
+#: Settling rule for the joint learned variance: the mean over the last 10% of the steps within
+#: 2% of the mean over the 10% before (the variance, not the loss: the quantity judged).
+SETTLE_RTOL = 0.02
 
 
 @claim("spiral_dots_noise", paper="yacoby2021", kind="empirical",
-       statement="On Spiral Dots (true noise variance 0.01) the ELBO overestimates the observation noise: refitted "
-                 "for a trained (theta, phi) (Theorem 2: the mean squared residual under q) it exceeds 0.01, and "
-                 "learned jointly with theta, phi it exceeds the refitted value (mean - sd > 0.01 for both; joint "
-                 "and refit intervals mean +- sd disjoint).",
+       statement="yacoby2021 Sec. 4.2 on Spiral Dots (true noise variance 0.01): with theta, phi trained at the true "
+                 "variance, \"we recompute sigma^2 that maximizes the ELBO for the learned theta, phi\" and, in a "
+                 "second experiment, \"train the ELBO jointly over sigma^2, theta and phi\": \"we get 0.014 +- 0.001 "
+                 "and 0.020 +- 0.003, respectively. The ELBO therefore over-estimates the noise variance by 50% and "
+                 "100%, respectively.\" Judged parts: refit > 0.01 (by more than twice Theorem 2's Monte Carlo "
+                 "error); joint > 0.01; joint > refit (each restart by restart); and the sizes: refit within 2 paper "
+                 "sd (0.002) of 0.014 and joint within 2 paper sd "
+                 "(0.006) of 0.020 in every restart. Parts about the joint variance are judged only on a settled run.",
        paper_figure="Sec. 4.2: 0.014 +- 0.001 (refit) and 0.020 +- 0.003 (joint) against a true 0.01")
 def spiral_dots_noise(ctx):
-    kw = ctx.scale(mini=dict(restarts=2, n_train=64, schedule=((1e-2, 300),), refit_schedule=((1e-2, 100),),
-                             refit_samples=4, closed_form_samples=16),
-                   quick=dict(restarts=3),
-                   full=dict(restarts=10, n_train=2000, schedule=((1e-2, 20000), (3e-3, 10000), (1e-3, 5000)),
-                             refit_schedule=((1e-2, 2000),), refit_samples=64, closed_form_samples=256))
-    res = failure_modes.noise_bias_experiment(seed=ctx.rng("spiral_dots_noise"), progress=ctx.progress, **kw)
-    true = res.true_noise
-    refit_over = res.refit.mean() - _sd(res.refit) > true
-    joint_over = res.joint.mean() - _sd(res.joint) > true
-    joint_more = compare_restarts(res.joint, res.refit) == 1
-    passed = bool(refit_over and joint_over and joint_more)
-    gap = np.abs(res.refit - res.refit_closed_form)
-    paper = failure_modes.PAPER_NOISE
+    res = failure_modes.noise_bias_experiment(seed=ctx.rng("spiral_dots_noise"), progress=ctx.progress,
+                                              **_spiral_settings(ctx))
+    paper, true = failure_modes.PAPER_NOISE, res.true_noise
+    R = res.refit.size
+    settle = rules.settled(res.joint_trajectory, rtol=SETTLE_RTOL)
+    not_settled = "" if settle.settled else (
+        f"NOT SETTLED (the joint variance still moves: last-window change {rules.fmt_values(settle.change, 5)}; "
+        f"{settle.rule}), so not judged")
+    # the refit lands on Theorem 2's value, known up to its Monte Carlo error: an excess must exceed twice it
+    refit_noise = 2.0 * float(np.max(res.refit_closed_form_se))
+    parts = [_part("the refitted variance over-estimates the truth (> 0.01)",
+                   rules.paired(res.refit, _constant(true, R), margin=refit_noise), digits=5)]
+    for statement, comparison in (
+            ("the jointly learned variance over-estimates the truth (> 0.01)", rules.paired(res.joint, _constant(true, R))),
+            ("the jointly learned variance exceeds the refitted one", rules.paired(res.joint, res.refit))):
+        parts.append(_part(statement, comparison, not_settled, holds=comparison.holds and settle.settled, digits=5))
+    size_refit = rules.matches(res.refit, _constant(paper["refit"][0], R), 2 * paper["refit"][1])
+    size_joint = rules.matches(res.joint, _constant(paper["joint"][0], R), 2 * paper["joint"][1])
+    parts += [_part(f"the refit's size: {paper['refit'][0]} +- {paper['refit'][1]} (50% over)", size_refit, digits=5),
+              _part(f"the joint's size: {paper['joint'][0]} +- {paper['joint'][1]} (100% over)", size_joint,
+                    not_settled, holds=size_joint.holds and settle.settled, digits=5)]
+    pct = [f"{f:.0%}" for f in res.fractions]
+    rows = [Row("refitted variance (Theorem 2's value for the trained VAE; refit by gradient at 100%)",
+                res.refit.tolist(), f"{paper['refit'][0]} +- {paper['refit'][1]}",
+                f"Theorem 2's closed form {rules.fmt_values(res.refit_closed_form, 5)}"),
+            Row("jointly learned variance", res.joint.tolist(), f"{paper['joint'][0]} +- {paper['joint'][1]}",
+                "settled" if settle.settled else not_settled)]
+    for i, p in enumerate(pct):
+        rows += [Row(f"budget {p}: refitted variance (Theorem 2's value at that point)", res.refit_at[i].tolist(),
+                     f"{paper['refit'][0]} +- {paper['refit'][1]}"),
+                 Row(f"budget {p}: jointly learned variance", res.joint_at[i].tolist(),
+                     f"{paper['joint'][0]} +- {paper['joint'][1]}")]
+    s = res.settings
+
+    def draw(fig):
+        ax1, ax2 = fig.subplots(1, 2)
+        steps = np.arange(1, res.joint_trajectory.shape[0] + 1)
+        for r in range(R):
+            ax1.plot(steps, res.joint_trajectory[:, r], lw=0.8, color=f"C{r}", label=f"joint, restart {r}")
+            ax1.plot(res.fractions * steps[-1], res.refit_at[:, r], "o--", color=f"C{r}", label=f"refit, restart {r}")
+        for value, name in ((true, "true 0.01"), (paper["refit"][0], "paper refit"), (paper["joint"][0], "paper joint")):
+            ax1.axhline(value, color="k", ls=":", lw=0.8)
+            ax1.annotate(name, (steps[0], value), fontsize="small")
+        ax1.set_yscale("log")
+        ax1.set_xlabel("training step")
+        ax1.set_ylabel("noise variance sigma2")
+        ax1.set_title("yacoby2021 Sec. 4.2: learned noise vs budget")
+        ax1.legend(fontsize="small")
+        for i in range(len(res.fractions)):
+            ax2.plot(np.full(R, res.fractions[i]), res.joint_at[i], "s", color="C0")
+            ax2.plot(np.full(R, res.fractions[i]), res.refit_at[i], "o", color="C1")
+        ax2.errorbar([1.02], [paper["joint"][0]], [paper["joint"][1]], fmt="s", color="C0", mfc="none", label="paper joint")
+        ax2.errorbar([1.02], [paper["refit"][0]], [paper["refit"][1]], fmt="o", color="C1", mfc="none", label="paper refit")
+        ax2.axhline(true, color="k", ls=":")
+        ax2.set_xlabel("fraction of the training budget")
+        ax2.set_ylabel("sigma2 (filled: refvae per restart)")
+        ax2.set_title("refit (circles) and joint (squares)")
+        ax2.legend(fontsize="small")
+
     return Outcome(
-        passed=passed,
+        parts=parts, rows=rows,
         measured={"true_noise": true, "refit": res.refit.tolist(), "refit_closed_form": res.refit_closed_form.tolist(),
                   "refit_closed_form_se": res.refit_closed_form_se.tolist(), "joint": res.joint.tolist(),
-                  "joint_closed_form": res.joint_closed_form.tolist(),
-                  "refit_minus_closed_form_max": float(gap.max())},
-        spread={"refit": _sd(res.refit), "joint": _sd(res.joint), "refit_closed_form": _sd(res.refit_closed_form)},
+                  "joint_closed_form": res.joint_closed_form.tolist(), "fractions": res.fractions.tolist(),
+                  "refit_at": res.refit_at.tolist(), "joint_at": res.joint_at.tolist(),
+                  "joint_settled": settle.per_restart, "joint_last_window_change": settle.change,
+                  "refit_minus_closed_form_max": float(np.max(np.abs(res.refit - res.refit_closed_form)))},
+        spread={"refit": rules.mean_sd(res.refit)[1], "joint": rules.mean_sd(res.joint)[1]},
+        rule="each part restart by restart (refvae.verify.rules.paired / matches); the joint-variance parts need the "
+             f"joint run settled (refvae.verify.rules.settled on its variance trajectory, rtol {SETTLE_RTOL}); "
+             "reproduced when every part holds",
+        choices={"budget": f"Adam stages {s['schedule']}, minibatches of {s['batch_size']}, {s['n_train']} points: the "
+                           "bias shrinks as training goes on (rows 'budget ...'), so the size parts depend on it; "
+                           "yacoby2021's budget is lost (App. C)",
+                 "refit": f"only the variance trained, stages {s['refit_schedule']}; it lands on Theorem 2's value, "
+                          "which the budget rows use at 30% and 60%",
+                 "joint start": "the variance starts at the truth (the start most favourable to it)",
+                 "architecture": f"tanh MLPs {s['hidden']}, K = 1",
+                 "restarts": f"{R} random initialisations shared by both experiments (yacoby2021: 10, best objective)"},
         paper_value=f"refit {paper['refit'][0]} +- {paper['refit'][1]}, joint {paper['joint'][0]} +- "
                     f"{paper['joint'][1]} (true {paper['true']})",
-        summary=f"noise variance refitted for the trained VAE {_ms(res.refit, 4)} (Theorem 2's closed form "
-                f"{_ms(res.refit_closed_form, 4)}), learned jointly {_ms(res.joint, 4)}, true {true}; paper "
-                f"{paper['refit'][0]} +- {paper['refit'][1]} and {paper['joint'][0]} +- {paper['joint'][1]}. "
-                + ("Reproduced" if passed else "Not reproduced")
-                + f": refit {'above' if refit_over else 'not above'} the truth, joint "
-                  f"{'above' if joint_over else 'not above'} it and "
-                  f"{'above' if joint_more else 'not above'} the refit value.")
+        summary=f"refitted variance {rules.fmt_values(res.refit, 4)} (paper {paper['refit'][0]}), joint "
+                f"{rules.fmt_values(res.joint, 4)} (paper {paper['joint'][0]}), true {true}; at "
+                + ", ".join(f"{p} of the budget refit {rules.fmt_mean_sd(res.refit_at[i], 4)}, joint "
+                            f"{rules.fmt_mean_sd(res.joint_at[i], 4)}" for i, p in enumerate(pct))
+                + ". " + _verdict(parts),
+        figures=[f for f in [ctx.figure("spiral_dots_noise", draw)] if f])
 
+
+# ==================================================================================== Sec. 5.1
 
 @claim("elbo_prefers_more_latents", paper="yacoby2021", kind="empirical",
-       statement="On data with a K = 1 ground truth (refvae.datasets.compression: the Figure-8 curve in the plane) "
-                 "the ELBO prefers a K = 2 VAE to a K = 1 VAE (both with a learned noise variance): held-out "
-                 "ELBO intervals mean +- sd over restarts disjoint in K = 2's favour.",
+       statement="yacoby2021 Sec. 5.1 (App. D.3 lost): \"using a larger K and a smaller sigma^2 means we can capture "
+                 "the data distribution with a simpler function ... Thus, the ELBO will favor model mismatch (K "
+                 "larger than the ground truth)\". Judged on data with a K = 1 ground truth "
+                 "(refvae.datasets.compression: the Figure-8 curve in the plane), both VAEs with a learned noise "
+                 "variance: the held-out ELBO of K = 2 above K = 1's, and the learned variance of K = 2 below "
+                 "K = 1's, restart by restart. Not judged here: the informativeness per latent and the paper's "
+                 "further sentence that LIN also prefers higher K and IWAE does not (not run).",
        paper_figure="Sec. 5.1 (App. D.3 with the numbers is lost)")
 def elbo_prefers_more_latents(ctx):
     kw = ctx.scale(mini=dict(restarts=2, n_train=64, n_test=64, schedule=((1e-2, 300),), elbo_samples=4,
@@ -259,87 +441,313 @@ def elbo_prefers_more_latents(ctx):
                    full=dict(restarts=10, n_train=2000, n_test=2000,
                              schedule=((1e-2, 20000), (3e-3, 10000), (1e-3, 5000)), is_samples=5000))
     res = failure_modes.latent_dim_experiment(seed=ctx.rng("elbo_prefers_more_latents"), progress=ctx.progress, **kw)
-    rel = compare_restarts(res.elbo[2], res.elbo[1])
-    ll_rel = compare_restarts(res.test_ll[2], res.test_ll[1])
-    passed = rel == 1
-    measured, spread = {"truth.test_ll": res.truth_ll}, {}
+    parts = [_part("the ELBO prefers K = 2 to the true K = 1 (held-out ELBO)", rules.paired(res.elbo[2], res.elbo[1])),
+             _part("with K = 2 the learned noise variance is smaller", rules.paired(res.sigma2[2], res.sigma2[1],
+                                                                                     higher_is_better=False))]
+    measured, spread, rows = {"truth.test_ll": res.truth_ll}, {}, []
     for K in res.elbo:
         for name in ("elbo", "test_ll", "sigma2", "active"):
             value = np.asarray(getattr(res, name)[K])
             measured[f"K{K}.{name}"] = value.tolist()
-            spread[f"K{K}.{name}"] = _sd(value)
+            spread[f"K{K}.{name}"] = rules.mean_sd(value)[1]
         measured[f"K{K}.elbo_mc_se"] = np.asarray(res.elbo_se[K]).tolist()
         measured[f"K{K}.test_ll_se"] = np.asarray(res.test_ll_se[K]).tolist()
-    measured["K2_vs_K1.elbo"], measured["K2_vs_K1.test_ll"] = _RELATION[rel], _RELATION[ll_rel]
+        rows += [Row(f"K = {K}: held-out ELBO per point", np.asarray(res.elbo[K]).tolist(),
+                     "K > 1 preferred" if K > 1 else None, f"Monte Carlo se {rules.fmt_values(res.elbo_se[K], 4)}"),
+                 Row(f"K = {K}: held-out log p(x) per point", np.asarray(res.test_ll[K]).tolist(), None,
+                     "quadrature" if K == 1 else "importance sampling"),
+                 Row(f"K = {K}: learned noise variance", np.asarray(res.sigma2[K]).tolist(),
+                     "smaller for larger K" if K > 1 else None)]
+    s = res.settings
     return Outcome(
-        passed=passed, measured=measured, spread=spread,
-        paper_value="the ELBO selects K > 1 over the true K = 1 (and the learned noise shrinks); IWAE does not "
-                    "(App. D.3 lost; no numbers)",
-        summary=f"held-out ELBO K = 1 {_ms(res.elbo[1])}, K = 2 {_ms(res.elbo[2])}; held-out log p(x) K = 1 "
-                f"{_ms(res.test_ll[1])} (quadrature), K = 2 {_ms(res.test_ll[2])} (importance sampling), truth "
-                f"{res.truth_ll:.3f}; learned noise K = 1 {_ms(res.sigma2[1], 4)}, K = 2 {_ms(res.sigma2[2], 4)}. "
-                f"K = 2 {_RELATION[rel]} K = 1 in ELBO and {_RELATION[ll_rel]} it in log p(x): "
-                + ("reproduced." if passed else "not reproduced."))
+        parts=parts, measured=measured, spread=spread, rows=rows,
+        rule="each part restart by restart (refvae.verify.rules.paired; K = 1 and K = 2 restarts share data and "
+             "minibatch stream, not the initialisation); reproduced when every part holds",
+        choices={"data": "refvae.datasets.compression (the Figure-8 curve, d = 2): yacoby2021's two examples are in "
+                         "the lost App. D.3",
+                 "budget": f"Adam stages {s['schedule']}, minibatches of {s['batch_size']}, {s['n_train']} points",
+                 "noise start": "the learned variance starts at the truth (0.01)"},
+        paper_value="the ELBO selects K > 1 over the true K = 1 and the learned noise shrinks (App. D.3 lost; "
+                    "no numbers)",
+        summary=f"held-out ELBO K = 1 {rules.fmt_values(res.elbo[1])}, K = 2 {rules.fmt_values(res.elbo[2])}; "
+                f"held-out log p(x) K = 1 {rules.fmt_values(res.test_ll[1])} (quadrature), K = 2 "
+                f"{rules.fmt_values(res.test_ll[2])} (importance sampling), truth {res.truth_ll:.3f}; learned noise "
+                f"K = 1 {rules.fmt_values(res.sigma2[1], 4)}, K = 2 {rules.fmt_values(res.sigma2[2], 4)}"
+                + ". " + _verdict(parts))
 
 
-_COLLAPSE_LEVEL = 2.0
+# ==================================================================================== Sec. 5.2
+
+#: The k-NN statistic between the two learned conditionals is ~N(0, 1) when they coincide; below
+#: this they count as collapsed, above it as distinct (the truth's conditionals: ~14 at 100 vs 100).
+KNN_LEVEL = 2.0
+#: A collapse must still fit p(x): held-out log p(x) within this of the truth's (nats per point).
+#: The hand-built collapsed decoder has exactly the truth's p(x); a model that failed to learn sits
+#: far below (a blob around the semicircle: < -0.8).
+PX_TOL = 0.05
+
+
+def _outcomes(run, truth_ll, preferred):
+    """Per free restart: what it learned; how its J compares with its forced collapse's (same
+    initialisation and minibatches); and, from the exact comparison on the same training data
+    (``preferred``: "truth" or "collapsed" at this family and gamma), whether the objective itself
+    prefers collapse or the optimiser fell into it."""
+    out = []
+    jc, se = run.paired_collapse("objective"), run.paired_collapse("objective_se")
+    for i in range(run.knn.size):
+        px_ok = run.marginal_ll[i] >= truth_ll - PX_TOL
+        same = run.knn[i] < KNN_LEVEL
+        if same:
+            word = "collapsed" if px_ok else "conditionals equal, p(x) not learned (a failure, not a collapse)"
+        else:
+            word = "distinct" + ("" if px_ok else ", p(x) not learned")
+        tol = 2 * np.hypot(run.objective_se[i], se[i])
+        if jc[i] > run.objective[i] + tol:
+            word += "; J below its forced collapse's"
+        elif jc[i] < run.objective[i] - tol:
+            word += "; J above its forced collapse's"
+        else:
+            word += "; J equal to its forced collapse's (within 2 se)"
+        if same and preferred == "truth":
+            word += "; the objective prefers the truth to collapse here: the optimiser fell into it"
+        elif same and preferred == "collapsed":
+            word += "; the objective prefers collapse here"
+        elif preferred == "collapsed" and jc[i] > run.objective[i] + tol:
+            word += "; the objective prefers collapse, the optimiser did not get there"
+        out.append(word)
+    return out
+
+
+def _m2_settings(ctx):
+    return ctx.scale(
+        mini=dict(restarts=2, label_init=(1.0,), n_train=100, n_test=40, schedule=((1e-2, 100),),
+                  iwae_samples=2, batch_size=50, knn_size=30, knn_repeats=3, objective_samples=2),
+        quick=dict(restarts=2, batch_size=32, knn_repeats=10),
+        full=dict(restarts=5, runs=tuple((f, g) for f in ("shared", "conditional") for g in (0.3, 1.0, 3.0, 10.0, 30.0)),
+                  iwae=(("shared", 1.0), ("conditional", 1.0)), n_train=2000, n_test=2000, iwae_samples=20,
+                  batch_size=100, schedule=((1e-2, 20000), (3e-3, 10000), (1e-3, 5000)), knn_repeats=200))
 
 
 @claim("m2_functional_collapse", paper="yacoby2021", kind="empirical",
-       statement="On Discrete Semi-Circle with 10% labels the M2 VAE's class conditionals p(x|y=0), p(x|y=1) "
-                 "collapse onto one distribution while the importance-weighted M2's stay distinct: for the "
-                 "restart with the best training objective (yacoby2021's selection), the smooth k-NN statistic "
-                 "between equal-size samples of the two conditionals (~N(0, 1) when they coincide) is below 2 "
-                 "for M2 and above 2 for IWAE-M2.",
+       statement="yacoby2021 Sec. 5.2 on Discrete Semi-Circle (10% labels): with a MFG family \"for the unlabeled "
+                 "portion of the semi-supervised objective (U in Equation 5)\", the VAE \"is able to learn the data "
+                 "manifold and distribution well. However, ... the learned f_theta(z, y) [collapses] to the same "
+                 "function for all values of y\" (functional collapse, p(x|y) ~ p(x)); \"IWAE is able to learn two "
+                 "distinct data conditionals ... IWAE learns p(x) considerably worse than the VAE, while learning "
+                 "p(x|y) significantly better\"; which of the two (collapse with a good p(x), or distinct "
+                 "conditionals with a compromised p(x)) depends on gamma. Judged, with U's q(z|x) shared across y "
+                 "(the paper's reading; refvae.m2 unlabelled_posterior='shared'), alpha = 0: (1) at gamma = 1 the "
+                 f"selected restart (best J) collapsed: k-NN between its conditionals < {KNN_LEVEL} and held-out log "
+                 f"p(x) within {PX_TOL} of the truth's; (2) IWAE-M2's selected restart distinct (k-NN > {KNN_LEVEL}); "
+                 "(3) IWAE-M2's log p(x) below M2's and (4) its log p(x|y) above M2's, restart by restart; (5) at "
+                 "gamma = 10 the selected restart distinct and (6) its log p(x) below gamma = 1's, restart by "
+                 "restart. Not judged: LIN (no LIN-M2 in refvae), the UCI data sets, overfitting (Fig. 2b only).",
        paper_figure="Fig. 2b (Sec. 5.2): the VAE learns two nearly identical functions, IWAE two distinct, "
-                    "overfitted ones")
+                    "overfitted ones; App. D.4 with the numbers is lost")
 def m2_functional_collapse(ctx):
-    kw = ctx.scale(mini=dict(restarts=2, n_train=100, n_test=100, schedule=((1e-2, 150),), iwae_samples=5,
-                             batch_size=50, knn_size=50, knn_repeats=4),
-                   quick=dict(restarts=3),
-                   full=dict(restarts=10, n_train=2000, n_test=2000, iwae_samples=20, batch_size=100,
-                             schedule=((1e-2, 20000), (3e-3, 10000), (1e-3, 5000)), knn_repeats=200))
-    res = failure_modes.semisupervised_experiment(seed=ctx.rng("m2_functional_collapse"), progress=ctx.progress, **kw)
-    m2, iw = res.models["M2"], res.models["IWAE-M2"]
-    collapsed = m2.knn[m2.selected] < _COLLAPSE_LEVEL
-    distinct = iw.knn[iw.selected] > _COLLAPSE_LEVEL
-    passed = bool(collapsed and distinct)
-    measured = {"truth.knn": res.truth_knn, "truth.angle_w1": res.truth_angle_w1,
-                "truth.cond_ll": res.truth_cond_ll, "truth.marginal_ll": res.truth_marginal_ll}
-    spread = {}
-    for label, m in res.models.items():
-        for name in ("knn", "angle_w1", "cond_ll", "marginal_ll", "accuracy", "objective"):
-            if name == "accuracy" and label == "IWAE-M2" and res.settings["alpha"] == 0:
-                continue        # U_S never uses q(y|x): with alpha = 0 this classifier is untrained
-            value = np.asarray(getattr(m, name))
-            measured[f"{label}.{name}"] = value.tolist()
-            spread[f"{label}.{name}"] = _sd(value)
-        measured[f"{label}.selected_restart"] = m.selected
-        measured[f"{label}.collapsed_restarts"] = int(np.sum(m.knn < _COLLAPSE_LEVEL))
+    res = m2_collapse.collapse_experiment(seed=ctx.rng("m2_functional_collapse"), progress=ctx.progress,
+                                          **_m2_settings(ctx))
+    label = m2_collapse.run_label
+    runs, t_ll = res.runs, res.truth_marginal_ll
+    m2, iw, hi = runs[label("shared", 1.0)], runs[label("shared", 1.0, "iwae")], runs[label("shared", 10.0)]
 
-    def line(label, m):
-        s = m.selected
-        return (f"{label}: k-NN between its class conditionals {m.knn[s]:.2f} (restarts {_ms(m.knn, 2)}, "
-                f"{int(np.sum(m.knn < _COLLAPSE_LEVEL))}/{m.knn.size} collapsed), angle distance {m.angle_w1[s]:.3f}, "
-                f"held-out log p(x|y) {m.cond_ll[s]:.3f}, log p(x) {m.marginal_ll[s]:.3f}")
+    def collapsed(run, i):
+        return bool(run.knn[i] < KNN_LEVEL and run.marginal_ll[i] >= t_ll - PX_TOL)
+
+    def sel(run):
+        i = run.selected
+        return (f"selected restart {i} (label init {run.label_init[i]:g}): k-NN {run.knn[i]:.2f}, log p(x) "
+                f"{run.marginal_ll[i]:.3f} (truth {t_ll:.3f}), J {run.objective[i]:.3f}")
+
+    parts = [Part("M2 at gamma = 1: functional collapse with p(x) learned well", collapsed(m2, m2.selected), sel(m2),
+                  f"the restart with the best J has k-NN < {KNN_LEVEL} and log p(x) >= truth - {PX_TOL}"),
+             Part("IWAE-M2 learns two distinct conditionals", bool(iw.knn[iw.selected] > KNN_LEVEL), sel(iw),
+                  f"the restart with the best J has k-NN > {KNN_LEVEL}"),
+             _part("IWAE-M2 learns p(x) worse than M2 (held-out log p(x))", rules.paired(m2.marginal_ll, iw.marginal_ll)),
+             _part("IWAE-M2 learns p(x|y) better than M2 (held-out log p(x|y))", rules.paired(iw.cond_ll, m2.cond_ll)),
+             Part("M2 at gamma = 10: distinct conditionals", bool(hi.knn[hi.selected] > KNN_LEVEL), sel(hi),
+                  f"the restart with the best J has k-NN > {KNN_LEVEL}"),
+             _part("M2 at gamma = 10 compromises p(x) relative to gamma = 1", rules.paired(m2.marginal_ll, hi.marginal_ll))]
+    rows = [Row("truth: k-NN between p(x|y=0) and p(x|y=1)", [res.truth_knn], "two distinct functions"),
+            Row("truth: held-out log p(x) per point", [t_ll], None),
+            Row("truth: held-out log p(x|y) per point", [res.truth_cond_ll], None)]
+    measured = {"truth.knn": res.truth_knn, "truth.angle_w1": res.truth_angle_w1, "truth.cond_ll": res.truth_cond_ll,
+                "truth.marginal_ll": t_ll}
+    spread, lines = {}, []
+    paper_knn = {"M2 shared, gamma 1": "p(x|y=0) ~ p(x|y=1) (collapse)", "IWAE-M2 shared, gamma 1": "distinct"}
+    for name, run in runs.items():
+        note = "label init per restart " + rules.fmt_values(run.label_init, 2)
+        rows += [Row(f"{name}: k-NN between its conditionals", run.knn.tolist(), paper_knn.get(name), note),
+                 Row(f"{name}: held-out log p(x) per point", run.marginal_ll.tolist(),
+                     "considerably worse than the VAE's" if run.bound == "iwae" else None, f"truth {t_ll:.3f}"),
+                 Row(f"{name}: held-out log p(x|y) per point", run.cond_ll.tolist(),
+                     "significantly better than the VAE's" if run.bound == "iwae" else None,
+                     f"truth {res.truth_cond_ll:.3f}"),
+                 Row(f"{name}: training objective J per point", run.objective.tolist(), None,
+                     f"Monte Carlo se {rules.fmt_values(run.objective_se, 4)}")]
+        if run.collapsed_objective is not None:
+            k = [float(v) for v in res.exact.gammas].index(run.gamma)
+            exact = res.exact.objective[run.family]
+            preferred = res.exact.winner(run.family)[k]
+            rows += [Row(f"{name}: J of the forced collapse from the same initialisation",
+                         run.paired_collapse("objective").tolist(), None,
+                         "decoder blind to y, same minibatches; its held-out log p(x) "
+                         + rules.fmt_values(run.collapsed_marginal_ll)),
+                     Row(f"{name}: exact J on the training data, truth vs collapsed decoder",
+                         [float(exact["truth"][k]), float(exact["collapsed"][k])], None,
+                         f"best Gaussian q per point (claim m2_collapse_exact's computation): the objective "
+                         f"prefers the {preferred}"),
+                     Row(f"{name}: outcome per restart", _outcomes(run, t_ll, preferred), None)]
+            measured[f"{name}.exact_truth_vs_collapsed"] = [float(exact["truth"][k]), float(exact["collapsed"][k])]
+        for key in ("knn", "marginal_ll", "cond_ll", "objective", "accuracy", "angle_w1"):
+            measured[f"{name}.{key}"] = np.asarray(getattr(run, key)).tolist()
+            spread[f"{name}.{key}"] = rules.mean_sd(getattr(run, key))[1]
+        measured[f"{name}.label_init"] = run.label_init.tolist()
+        if run.collapsed_objective is not None:
+            measured[f"{name}.collapsed_objective"] = run.collapsed_objective.tolist()
+            measured[f"{name}.collapsed_marginal_ll"] = run.collapsed_marginal_ll.tolist()
+        n_coll = sum(collapsed(run, i) for i in range(run.knn.size))
+        lines.append(f"{name}: {n_coll}/{run.knn.size} restarts collapsed, {sel(run)}")
+    by_scale = []
+    for name in (label("shared", 1.0), label("conditional", 1.0)):
+        run = runs.get(name)
+        if run is None:
+            continue
+        for v in np.unique(run.label_init)[::-1]:
+            idx = np.flatnonzero(run.label_init == v)
+            by_scale.append(f"{name}, label init {v:g}: {sum(collapsed(run, i) for i in idx)}/{idx.size} collapsed")
+    cond = runs.get(label("conditional", 1.0))
+    s = res.settings
 
     def draw(fig):
-        labels = ["truth", "M2", "IWAE-M2"]
-        for i, label in enumerate(labels):
-            ax = fig.add_subplot(1, 3, i + 1)
-            for y, x in enumerate(res.samples[label]):
+        names = ["truth"] + list(runs)
+        axes = fig.subplots(1, len(names), squeeze=False)[0]
+        for ax, name in zip(axes, names):
+            for y, x in enumerate(res.samples[name]):
                 ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, label=f"y = {y}")
-            ax.set_title(f"{label}: p(x | y)", fontsize=8)
-            ax.legend(fontsize=6)
+            title = name if name == "truth" else f"{name} (restart {runs[name].selected})"
+            ax.set_title(f"{title}: p(x | y)")
+            ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
             ax.set_aspect("equal")
+            ax.legend(fontsize="small")
 
     return Outcome(
-        passed=passed, measured=measured, spread=spread,
-        paper_value="M2 (VAE): p(x|y=0) ~ p(x|y=1) ~ p(x) (functional collapse); IWAE-M2: distinct conditionals "
-                    "that overfit the labels, and a worse p(x) than the VAE (Fig. 2; App. D.4 numbers lost)",
-        summary=f"{line('M2', m2)}; {line('IWAE-M2', iw)}; truth: k-NN {res.truth_knn:.2f}, angle distance "
-                f"{res.truth_angle_w1:.3f}, log p(x|y) {res.truth_cond_ll:.3f}, log p(x) {res.truth_marginal_ll:.3f}. "
-                + ("Reproduced" if passed else "Not reproduced")
-                + f": M2 {'collapsed' if collapsed else 'did not collapse'}, IWAE-M2 "
-                  f"{'distinct' if distinct else 'not distinct'}.",
-        figures=[f for f in [ctx.figure("yacoby2021_m2_conditionals", draw)] if f])
+        parts=parts, rows=rows, measured=measured, spread=spread,
+        rule="parts (1), (2), (5) on the restart with the best training objective J (yacoby2021's selection); parts "
+             "(3), (4), (6) restart by restart (refvae.verify.rules.paired; the runs share their initialisations); "
+             "reproduced when every part holds. Per restart the report also says whether the objective prefers "
+             "what was found: its J against the forced collapse's from the same initialisation, and the exact "
+             "comparison of truth and collapse (best Gaussian q per point) on the same training data",
+        choices={
+            "unlabelled_posterior": "'shared' (one q(z|x) for every y in U) is judged, the reading the paper's "
+                                    "argument needs; with Kingma et al.'s q(z|x, y) ('conditional') "
+                                    + (f"the selected restart has k-NN {cond.knn[cond.selected]:.2f} and log p(x) "
+                                       f"{cond.marginal_ll[cond.selected]:.3f}" if cond is not None else "(not run)")
+                                    + "; the exact comparison (claim m2_collapse_exact) shows collapse is never "
+                                      "optimal there",
+            "label init": "the decoder's first-layer weights on onehot y start at the networks' LeCun scale (1) and, "
+                          "for the same initialisations, at 0.01 (class functions nearly equal at the start); "
+                          "measured: " + "; ".join(by_scale),
+            "gamma": "1 (J a bound on log p for alpha = 0) and 10; yacoby2021 tunes gamma and does not give it",
+            "alpha": f"{s['alpha']} (the classifier term of Eq. 5 off)",
+            "IWAE": f"S = {s['iwae_samples']} per class (yacoby2021: S <= 20), q(z|x) shared in U as for M2",
+            "budget": f"Adam stages {s['schedule']}, minibatches of {s['batch_size']}, {s['n_train']} points "
+                      f"({s['labelled_fraction']:.0%} labelled), tanh MLPs {s['hidden']}, noise fixed at the truth's",
+            "collapse level": f"k-NN < {KNN_LEVEL} between 2 x {s['knn_size']} samples (mean of {s['knn_repeats']}) "
+                              f"and log p(x) within {PX_TOL} of the truth's",
+        },
+        paper_value="M2 (VAE): p(x|y=0) ~ p(x|y=1) ~ p(x) (functional collapse) with p(x) learned well; IWAE-M2: "
+                    "distinct conditionals that overfit the labels, a worse p(x), a better p(x|y) (Fig. 2; App. D.4 "
+                    "numbers lost)",
+        summary="; ".join(lines) + f"; truth: k-NN {res.truth_knn:.2f}, log p(x) {t_ll:.3f}, log p(x|y) "
+                f"{res.truth_cond_ll:.3f}. "
+                + _verdict(parts),
+        figures=[f for f in [ctx.figure("m2_functional_collapse", draw)] if f])
+
+
+@claim("m2_collapse_exact", paper="yacoby2021", kind="theorem",
+       statement="yacoby2021 Sec. 5.2's mechanism, computed exactly on Discrete Semi-Circle (10% labels, alpha = 0): "
+                 "the objective J of Eq. 5 per point of the ground-truth decoder vs a collapsed decoder with the same "
+                 "p(x) (g(z) = circle(pi F^-1(Phi(z))), blind to y), each with its ELBO-optimal Gaussian q per point "
+                 "and log p(x|y) by quadrature. With q(z|x, y) in U (Kingma et al.) the truth's J is higher at every "
+                 "gamma; with one q(z|x) shared across y (the paper's reading) the collapsed decoder's J is higher at "
+                 "gamma = 1 and the truth's at gamma = 30 (a single crossing, J being linear in gamma). Also checked: "
+                 "the collapsed decoder's log p(x) equals the truth's, the shared family's U never exceeds the "
+                 "conditional family's, and the grid that locates each optimal q values it as the exact rule does.",
+       paper_figure="Sec. 5.2: \"using a MFG variational family for the unlabeled portion ... (U in Equation 5) will "
+                    "encourage inference to either compromise learning the data-distribution ... or ... functional "
+                    "collapse ... depending on ... gamma\" (an argument, no number)")
+def m2_collapse_exact(ctx):
+    gammas = (0, 1, 2, 3, 5, 10, 20, 30)
+    res = m2_collapse.exact_comparison(seed=ctx.rng("m2_collapse_exact"), n=ctx.scale(60, 500, 2000), gammas=gammas)
+    ctx.progress(1.0, "done")
+    g = [float(v) for v in res.gammas]
+    i1, i30 = g.index(1.0), g.index(30.0)
+    cond, shared = res.objective["conditional"], res.objective["shared"]
+    same_px = float(np.max(np.abs(res.log_px_collapsed - res.log_px)))
+    order = float(np.max(res.unlabelled_truth["shared"] - res.unlabelled_truth["conditional"]))
+    def fmt(o):
+        return ", ".join(f"gamma {v:g}: {t:.3f} vs {c:.3f}" for v, t, c in zip(g, o["truth"], o["collapsed"]))
+    parts = [
+        Part("q(z|x, y) in U: the truth's J exceeds the collapsed decoder's at every gamma",
+             bool(np.all(cond["truth"] > cond["collapsed"])), "truth vs collapsed: " + fmt(cond),
+             f"at each gamma in {g}"),
+        Part("shared q(z|x) in U: collapse wins at gamma = 1, the truth at gamma = 30",
+             bool(shared["collapsed"][i1] > shared["truth"][i1] and shared["truth"][i30] > shared["collapsed"][i30]),
+             "truth vs collapsed: " + fmt(shared) + (f"; crossing at gamma {res.crossing['shared']:.2f}"
+                                                     if res.crossing["shared"] else ""), "sign flip between gamma 1 and 30"),
+        Part("the collapsed decoder has the truth's p(x)", same_px < 1e-9, f"max |log p_g(x) - log p(x)| {same_px:.1e}",
+             "< 1e-9 (quadrature)"),
+        Part("the shared family's U never exceeds the conditional family's (a shared q is a conditional one)",
+             order <= 1e-9, f"max U_shared - U_conditional {order:.2e}", "<= 1e-9 per point"),
+        Part("the optimal q are valued alike by the search grid and by refvae.metrics.quadrature",
+             res.rule_gap < 1e-6, f"max difference {res.rule_gap:.1e}", "< 1e-6")]
+    rows = [Row("J per point, truth with q(z|x, y) in U, per gamma " + str(g), cond["truth"].tolist(), None),
+            Row("J per point, truth with shared q(z|x) in U, per gamma", shared["truth"].tolist(), None),
+            Row("J per point, collapsed decoder (either family), per gamma", cond["collapsed"].tolist(), None),
+            Row("crossing gamma (shared family)", [res.crossing["shared"] or float("nan")], None,
+                "collapse wins below it, the truth above"),
+            Row("mean log p(x) - U per point: conditional, shared, collapsed",
+                [float(np.mean(res.log_px - res.unlabelled_truth["conditional"])),
+                 float(np.mean(res.log_px - res.unlabelled_truth["shared"])),
+                 float(np.mean(res.log_px - res.elbo_collapsed))], None, "the price of each family's Gaussian")]
+
+    def draw(fig):
+        ax1, ax2 = fig.subplots(1, 2)
+        ax1.plot(g, cond["truth"], "o-", label="truth, q(z|x, y) in U")
+        ax1.plot(g, shared["truth"], "s-", label="truth, shared q(z|x) in U")
+        ax1.plot(g, cond["collapsed"], "^-", label="collapsed decoder (same p(x))")
+        ax1.set_xlabel("gamma (weight of the labelled bound, Eq. 5)")
+        ax1.set_ylabel("J per point (ELBO-optimal Gaussian q)")
+        ax1.set_title("yacoby2021 Sec. 5.2: J of each decoder")
+        ax1.legend()
+        ax2.plot(g, cond["truth"] - cond["collapsed"], "o-", label="q(z|x, y) in U")
+        ax2.plot(g, shared["truth"] - shared["collapsed"], "s-", label="shared q(z|x) in U")
+        ax2.axhline(0.0, color="k", lw=0.8)
+        if res.crossing["shared"]:
+            ax2.axvline(res.crossing["shared"], color="C1", ls=":", label=f"crossing {res.crossing['shared']:.2f}")
+        ax2.set_xlabel("gamma")
+        ax2.set_ylabel("J(truth) - J(collapsed) per point")
+        ax2.set_title("above 0: the truth is preferred")
+        ax2.legend()
+
+    return Outcome(
+        parts=parts, rows=rows,
+        measured={"gammas": g, "conditional.truth": cond["truth"].tolist(), "shared.truth": shared["truth"].tolist(),
+                  "collapsed": cond["collapsed"].tolist(), "crossing.shared": res.crossing["shared"],
+                  "crossing.conditional": res.crossing["conditional"], "max_px_difference": same_px,
+                  "max_shared_minus_conditional": order, "rule_gap": res.rule_gap},
+        rule="theorem: holds when every part holds",
+        choices={"sample": f"{res.settings['n']} points, {res.settings['labelled_fraction']:.0%} labelled: J is a "
+                           "sample average, so its values (not the signs) move with the sample; the crossing moved "
+                           "between 3.4 and 4.6 over 3 samples of 500",
+                 "q": "the best Gaussian per point (an amortised encoder can at most reach it); q(y|x) optimal",
+                 "alpha": "0"},
+        summary=f"{res.settings['n']} points, J per point truth vs collapsed: with q(z|x, y) in U gamma 1 "
+                f"{cond['truth'][i1]:.3f} vs {cond['collapsed'][i1]:.3f}, gamma 30 {cond['truth'][i30]:.3f} vs "
+                f"{cond['collapsed'][i30]:.3f}; with a shared q(z|x) gamma 1 {shared['truth'][i1]:.3f} vs "
+                f"{shared['collapsed'][i1]:.3f}, gamma 30 {shared['truth'][i30]:.3f} vs {shared['collapsed'][i30]:.3f}"
+                + (f", crossing at gamma {res.crossing['shared']:.2f}" if res.crossing["shared"] else "")
+                + ". " + _verdict(parts),
+        figures=[f for f in [ctx.figure("m2_collapse_exact", draw)] if f])
