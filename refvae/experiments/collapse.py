@@ -14,10 +14,13 @@ the claims decide the verdicts.
   ``soft_threshold_experiment``: the collapsed point is a local minimum for alpha > 0 (training
   started next to it returns to it) but not a global one (training from an informed start ends
   far below it); for alpha = 0 (affine) the same start escapes. ``energy_from_loss`` and
-  ``soft_threshold_energy`` relate refvae's loss to Eq. 5's energy.
+  ``soft_threshold_energy`` relate refvae's loss to Eq. 5's energy; ``soft_threshold_slice``
+  evaluates the exact energy on a plane through the collapsed point (the claim's figure).
 - Depth (dai2020 Sec. 5-6, Fig. 1 top). ``depth_experiment``: deterministic autoencoders and
   VAEs (with and without KL warm-start) of increasing depth on a synthetic high-dimensional
-  data set (``manifold_data``); reconstruction errors and active units per depth.
+  data set (``manifold_data``), the kinds of one depth started from the same networks;
+  reconstruction errors per depth and restart, recorded at checkpoints during training (to tell
+  a plateau from a run still improving), and active units.
 
 Conventions (docs/math.md 0): refvae's ``Linear`` computes y = x W + b with W of shape (n_in, n_out),
 so a refvae decoder weight is the *transpose* of analytic's W (d, K); variances are variances
@@ -26,6 +29,7 @@ and learned ones are stored as log-variances.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +52,7 @@ __all__ = [
     "linear_vae_parts", "exact_linear_elbo", "PPCAResult", "ppca_experiment",
     "PruningResult", "pruning_experiment",
     "soft_threshold_vae", "soft_threshold_parts", "soft_threshold_energy", "energy_from_loss",
-    "SoftThresholdResult", "soft_threshold_experiment",
+    "SoftThresholdResult", "soft_threshold_experiment", "soft_threshold_slice",
     "SOFT_THRESHOLD_TRAINED", "manifold_data", "reconstruction_error", "DEPTH_KINDS", "DepthResult",
     "depth_experiment",
 ]
@@ -173,7 +177,8 @@ class PPCAResult:
     maximum log-likelihood; ``logvar_spread``: max over latents of the standard deviation over the
     data of the learned log-variance x G + g, i.e. how much refvae's encoder variance depends on x
     (0 at the optimum, where analytic's D is constant); ``offset_error``: max |b - xbar|;
-    ``eigenvalues``: the sample spectrum (d,).
+    ``eigenvalues``: the sample spectrum (d,); ``column_norms`` (R, K): the learned decoder column
+    norms, in decreasing order; ``column_norms_ppca`` (K,): PPCA's, sqrt(l_j - sigma2_ppca).
     """
     cov_error: np.ndarray
     sigma2: np.ndarray
@@ -183,6 +188,8 @@ class PPCAResult:
     logvar_spread: np.ndarray
     offset_error: np.ndarray
     eigenvalues: np.ndarray
+    column_norms: np.ndarray
+    column_norms_ppca: np.ndarray
 
 
 def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_sigma2=1.0,
@@ -228,7 +235,9 @@ def ppca_experiment(x, latent_dim, *, restarts, stages, seed, average=0, init_si
         loglik_ppca=analytic.ppca.log_likelihood(x, star.W, star.mean, star.sigma2),
         logvar_spread=lv.std(axis=-2).max(axis=-1),
         offset_error=np.array([np.abs(p["b"] - mean).max() for p in parts]),
-        eigenvalues=eig)
+        eigenvalues=eig,
+        column_norms=np.array([np.sort(np.linalg.norm(p["W"], axis=0))[::-1] for p in parts]),
+        column_norms_ppca=np.sort(np.linalg.norm(star.W, axis=0))[::-1])
 
 
 @dataclass
@@ -531,8 +540,8 @@ def soft_threshold_experiment(x, alpha, latent_dim, *, restarts, delta, lr, step
               "informed": (soft_threshold_vae(N, d, K, alpha), alpha)}
     starts["affine"] = starts["collapsed"]
 
-    def sgd(rate):
-        return SGD(rate, group_lr={"enc.": rate * N})
+    # base rate 1: each stage scales it to its own rate, and the per-point moments' rate with it (x N)
+    sgd = SGD(1.0, group_lr={"enc.": float(N)})
 
     def escaped(p, terms):
         return bool(energy_from_loss(to_host(terms["recon"] + terms["kl"]), N, d, K) < c0.energy - escape_margin * N)
@@ -555,6 +564,42 @@ def soft_threshold_experiment(x, alpha, latent_dim, *, restarts, delta, lr, step
     mc, se = _mc_energy(models["informed"][0], starts["informed"], x, rng, replicates, n_samples)
     return SoftThresholdResult(alpha=alpha, delta=delta, energy_collapsed=c0.energy, gamma_collapsed=c0.gamma,
                                energy_mc=mc, energy_mc_se=se, **out)
+
+
+def soft_threshold_slice(x, alpha, latent_dim, gains, couplings):
+    """Exact Eq. 5 energy minus E_0 on a 2-D slice through the collapsed point (for figures).
+
+    The slice moves the decoder gain c (W = c e_1 e_1^T) and the encoder means of the first latent,
+    mu_i1 = m (t_i - tbar) / sd(t), together (the direction along which the affine model's collapsed
+    point is a saddle: the cross term -2 c m sd(t) / gammabar of Eq. 5); every other parameter stays at
+    the collapsed point (b = xbar, gamma = gammabar, s = 1).
+
+    Parameters
+    ----------
+    x : (N, d) data, d >= 2, varying along axis 0 (``refvae.datasets.soft_threshold_axis``).
+    alpha : threshold >= 0; latent_dim : K >= 1.
+    gains, couplings : 1-D grids of c and m.
+
+    Returns
+    -------
+    ndarray (len(couplings), len(gains)).
+    """
+    x = np.asarray(_checks.array("x", x, ndim=2))
+    gains = np.asarray(_checks.array("gains", gains, ndim=1))
+    couplings = np.asarray(_checks.array("couplings", couplings, ndim=1))
+    c0 = analytic.soft_threshold.collapsed_point(x, latent_dim)
+    N, d = x.shape
+    t = x[:, 0] - c0.b[0]
+    u = t / t.std()
+    out = np.empty((len(couplings), len(gains)))
+    for i, m in enumerate(couplings):
+        mu = c0.mu.copy()
+        mu[:, 0] = m * u
+        for j, c in enumerate(gains):
+            W = c0.W.copy()
+            W[0, 0] = c
+            out[i, j] = analytic.soft_threshold.energy(x, W, c0.b, c0.gamma, mu, c0.s, alpha) - c0.energy
+    return out
 
 
 # ==================================================================================== depth
@@ -631,39 +676,87 @@ DEPTH_KINDS = ("ae", "vae", "vae_warm")
 
 @dataclass
 class DepthResult:
-    """Outcome of ``depth_experiment``: per model kind, arrays (D, R) over depths and restarts.
+    """Outcome of ``depth_experiment``: per model kind, arrays over depths D, checkpoints C and restarts R.
 
-    ``errors``: dai2020 Eq. 7 reconstruction errors (``reconstruction_error``);
-    ``active_units``: Burda et al.'s count on the encoder means (VAE kinds only); ``sigma_near_one``:
-    the fraction of encoder standard deviations sigma_z above 0.9 (dai2020 Fig. 2's sign of
-    collapse; VAE kinds); ``sigma2``: the learned gamma (VAE kinds); ``late_change``: relative
-    decrease of the training loss over the last fifth of training, (mean over steps [0.6T, 0.8T) -
-    mean over [0.8T, T)) / |mean over [0.8T, T)| (near 0: the run has stalled, not still descending).
-    ``data_variance``: (1/(N d)) sum ||x - xbar||^2, the error of the collapsed reconstruction xbar.
+    ``errors`` (D, R): dai2020 Eq. 7 reconstruction errors at the end of training
+    (``reconstruction_error``); ``error_trace`` (D, C, R): the same error at the ``checkpoints`` (C,)
+    steps (the last is ``steps``), evaluated with the same noise draws at every checkpoint so that
+    a change is training, not Monte Carlo noise; ``active_units`` (D, R): Burda et al.'s count on the
+    encoder means (VAE kinds only); ``sigma_near_one`` (D, R): the fraction of encoder standard
+    deviations sigma_z above 0.9 (dai2020 Fig. 2's sign of collapse; VAE kinds); ``sigma2`` (D, R):
+    the learned gamma (VAE kinds). ``data_variance``: (1/(N d)) sum ||x - xbar||^2, the error of the
+    collapsed reconstruction xbar. Restart r of every kind at one depth starts from the same networks
+    (``depth_experiment``), so kinds compare restart by restart.
     """
     depths: tuple
     kinds: tuple
     errors: dict
+    error_trace: dict
+    checkpoints: tuple
     active_units: dict
     sigma_near_one: dict
     sigma2: dict
-    late_change: dict
     data_variance: float
     latent_dim: int
     width: int
     steps: int
 
 
-def _late_change(loss):
-    """Relative decrease of a loss history (T, R?) over its last fifth (see ``DepthResult``)."""
-    T = loss.shape[0]
-    a, b = loss[int(0.6 * T):int(0.8 * T)].mean(axis=0), loss[int(0.8 * T):].mean(axis=0)
-    return (a - b) / np.abs(b)
+def _ae_from_vae(params, vae, latent_dim):
+    """An autoencoder's parameters from a VAE's: the same networks, the encoder's mu head as its code.
+
+    The VAE encoder's last affine map outputs (mu, logvar) (2K columns); the autoencoder keeps the
+    first K (mu), and drops the learned observation variance.
+    """
+    last = f"enc.{len(vae.encoder.layers) - 1}."
+    out = {k: v for k, v in params.items() if k != "dec.obs_logvar"}
+    out[last + "W"] = params[last + "W"][..., :latent_dim]
+    out[last + "b"] = params[last + "b"][..., :latent_dim]
+    return out
+
+
+def _depth_run(x, L, kind, *, base, latent_dim, width, steps, restarts, activation, residual, batch_size, lr,
+               warmup, n_eval_samples, checkpoints, progress):
+    """Train R models of one kind at depth L; the entries of ``DepthResult`` for them (a dict)."""
+    N, d = x.shape
+    K, hidden = latent_dim, (width,) * L
+    vae = GaussianVAE.from_sizes(d, K, hidden, activation, obs="scalar", sigma2=1.0, residual=residual)
+    # one initialisation per depth, shared by every kind: restart r of the AE and of the VAEs start
+    # from the same networks (the AE takes the VAE encoder's mu head), so kinds pair by restart
+    p0 = vae.init(np.random.default_rng([base, L]), restarts=restarts)
+    if kind == "ae":
+        model = Autoencoder.from_sizes(d, K, hidden, activation, residual=residual)
+        p0 = _ae_from_vae(p0, vae, K)
+    else:
+        model = vae
+    sub = np.random.default_rng([base, L, 1 + DEPTH_KINDS.index(kind)])
+    schedules = {"beta": linear_ramp(0.0, 1.0, warmup)} if kind == "vae_warm" else None
+    trace = []
+
+    def cb(t, p, terms):
+        if progress is not None and t % 50 == 0:
+            progress(t / steps)
+        if t + 1 in checkpoints:
+            # the same draws at every checkpoint: the trace moves only with training
+            trace.append(np.atleast_1d(reconstruction_error(model, p, x, seed=np.random.default_rng([base, L, 99]),
+                                                            n_samples=n_eval_samples)))
+        return False
+
+    res = fit(model, p0, x, steps=steps, seed=sub, batch_size=batch_size, optimizer=Adam(lr), schedules=schedules,
+              callback=cb)
+    p = res.params
+    out = {"trace": np.stack(trace)}
+    if kind != "ae":
+        mu, lv = (to_host(a) for a in model.encode(p, asarray(x)))
+        out["units"] = np.atleast_1d(active_units(mu))
+        out["near_one"] = np.atleast_1d((np.exp(lv / 2) > 0.9).mean(axis=(-2, -1)))
+        out["gamma"] = np.exp(to_host(p["dec.obs_logvar"])[..., 0])
+    return out
 
 
 def depth_experiment(x, depths, *, latent_dim, width, steps, restarts, seed, kinds=("ae", "vae"),
                      activation="relu", residual=False, batch_size=64, lr=1e-3, warmup=None,
-                     n_eval_samples=8, progress=None):
+                     n_eval_samples=8, checkpoints=5, runs=None, progress=None):
     """Autoencoders and VAEs of increasing depth on the same data (dai2020 Sec. 5-6, Fig. 1 top).
 
     For each depth L the encoder is an MLP d -> width^L -> (K or 2K) and the decoder its mirror
@@ -676,16 +769,27 @@ def depth_experiment(x, depths, *, latent_dim, width, steps, restarts, seed, kin
     - ``"vae_warm"``: the same VAE with KL warm-start, beta ramped linearly from 0 to 1 over the
       first ``warmup`` steps (``refvae.train.linear_ramp`` as a ``"beta"`` schedule).
 
+    Seeds: one base number is drawn from ``seed``; the networks of depth L come from (base, L) and
+    are shared by every kind (restart r of the AE, the VAE and the warm-started VAE start from the
+    same weights; the AE uses the VAE encoder's mu head), and each (L, kind) trains on its own
+    stream (base, L, kind). A run therefore does not depend on which other depths or kinds are
+    trained, which is what lets ``runs`` share them between experiments.
+
     Parameters
     ----------
     x : (N, d) data.
     depths : sequence of hidden-layer counts (>= 1).
     latent_dim : K; width : hidden width; steps : training steps per model; restarts : R.
-    seed : int or Generator; each (depth, kind) gets its own stream drawn from it in order.
+    seed : int or Generator.
     kinds : subset of ``DEPTH_KINDS``.
     activation, residual : network family; batch_size, lr : optimiser settings.
     warmup : length of the KL ramp (default steps // 2).
     n_eval_samples : draws of z per point for the VAE reconstruction error.
+    checkpoints : int >= 4, the number of evenly spaced steps (the last is ``steps``) at which the
+        reconstruction error is recorded (``DepthResult.error_trace``; ``refvae.verify.rules``
+        needs at least 4 to tell a run still improving).
+    runs : optional dict, a memo of finished runs keyed by every setting (data included): runs found
+        there are reused, new ones added. Two experiments on the same data and settings share it.
     progress : optional callable(fraction).
 
     Returns
@@ -703,45 +807,40 @@ def depth_experiment(x, depths, *, latent_dim, width, steps, restarts, seed, kin
     steps = _checks.integer("steps", steps, min_value=5)
     R = _checks.integer("restarts", restarts, min_value=1)
     batch_size = min(_checks.integer("batch_size", batch_size, min_value=1), N)
+    lr = _checks.scalar("lr", lr, positive=True)
     warmup = steps // 2 if warmup is None else _checks.integer("warmup", warmup, min_value=1)
-    rng = make_rng(seed)
-    xbar = x.mean(axis=0)
-    shape = (len(depths), R)
-    errors = {k: np.empty(shape) for k in kinds}
-    late = {k: np.empty(shape) for k in kinds}
-    vae_kinds = [k for k in kinds if k != "ae"]
-    units = {k: np.empty(shape, dtype=int) for k in vae_kinds}
-    near_one = {k: np.empty(shape) for k in vae_kinds}
-    gamma = {k: np.empty(shape) for k in vae_kinds}
+    n_eval_samples = _checks.integer("n_eval_samples", n_eval_samples, min_value=1)
+    C = _checks.integer("checkpoints", checkpoints, min_value=4)
+    if C > steps:
+        raise ValueError(f"checkpoints must be <= steps ({steps}), got {C}")
+    if runs is not None and not isinstance(runs, dict):
+        raise TypeError(f"runs must be a dict (a memo of finished runs) or None, got {type(runs).__name__}")
+    marks = tuple(int(round(steps * (c + 1) / C)) for c in range(C))
+    base = int(make_rng(seed).integers(2 ** 63))
+    settings = dict(base=base, latent_dim=K, width=width, steps=steps, restarts=R, activation=activation,
+                    residual=bool(residual), batch_size=batch_size, lr=lr, warmup=warmup,
+                    n_eval_samples=n_eval_samples, checkpoints=marks)
+    data_key = (x.shape, zlib.crc32(np.ascontiguousarray(x).tobytes()))
     # cost of a run ~ its number of layers: progress in those units
     total = sum(len(kinds) * (L + 1) for L in depths)
-    done = 0
-    for i, L in enumerate(depths):
-        hidden = (width,) * L
+    done, found = 0, {}
+    for L in depths:
         for kind in kinds:
-            sub = np.random.default_rng(int(rng.integers(2 ** 63)))
-            if kind == "ae":
-                model = Autoencoder.from_sizes(d, K, hidden, activation, residual=residual)
+            key = (data_key, L, kind, tuple(sorted(settings.items())))
+            if runs is not None and key in runs:
+                found[L, kind] = runs[key]
             else:
-                model = GaussianVAE.from_sizes(d, K, hidden, activation, obs="scalar", sigma2=1.0,
-                                               residual=residual)
-            schedules = {"beta": linear_ramp(0.0, 1.0, warmup)} if kind == "vae_warm" else None
-            def cb(t, p, terms, done=done, L=L):
-                if progress is not None and t % 50 == 0:
-                    progress((done + (L + 1) * t / steps) / total)
-                return False
-
-            res = fit(model, model.init(sub, restarts=R), x, steps=steps, seed=sub, batch_size=batch_size,
-                      optimizer=Adam(lr), schedules=schedules, callback=cb)
-            p = res.params
-            errors[kind][i] = reconstruction_error(model, p, x, seed=sub, n_samples=n_eval_samples)
-            late[kind][i] = _late_change(res.history["loss"])
-            if kind != "ae":
-                mu, lv = (to_host(a) for a in model.encode(p, asarray(x)))
-                units[kind][i] = active_units(mu)
-                near_one[kind][i] = (np.exp(lv / 2) > 0.9).mean(axis=(-2, -1))
-                gamma[kind][i] = np.exp(to_host(p["dec.obs_logvar"])[:, 0])
+                prog = None if progress is None else (lambda f, done=done, L=L: progress((done + (L + 1) * f) / total))
+                found[L, kind] = _depth_run(x, L, kind, progress=prog, **settings)
+                if runs is not None:
+                    runs[key] = found[L, kind]
             done += L + 1
-    return DepthResult(depths=depths, kinds=kinds, errors=errors, active_units=units, sigma_near_one=near_one,
-                       sigma2=gamma, late_change=late, data_variance=float(np.mean((x - xbar) ** 2)),
-                       latent_dim=K, width=width, steps=steps)
+    trace = {k: np.stack([found[L, k]["trace"] for L in depths]) for k in kinds}      # (D, C, R)
+    vae_kinds = [k for k in kinds if k != "ae"]
+    pick = {name: {k: np.stack([found[L, k][name] for L in depths]) for k in vae_kinds}
+            for name in ("units", "near_one", "gamma")}
+    return DepthResult(depths=depths, kinds=kinds, errors={k: v[:, -1] for k, v in trace.items()},
+                       error_trace=trace, checkpoints=marks, active_units=pick["units"],
+                       sigma_near_one=pick["near_one"], sigma2=pick["gamma"],
+                       data_variance=float(np.mean((x - x.mean(axis=0)) ** 2)), latent_dim=K, width=width,
+                       steps=steps)

@@ -3,7 +3,8 @@
 The claims (run in miniature by test_claims.py) check the theorems; these tests pin the plumbing
 under them: the mapping of refvae's parameters to analytic's
 conventions, the exact per-point linear ELBO, the loss-to-energy conversion of Eq. 5, the staged
-trainer, the depth data set and the reconstruction errors, and the argument checks.
+trainer, the depth data set and the reconstruction errors, the depth runs' shared initial networks
+and their memo, the soft-threshold energy slice of the claim's figure, and the argument checks.
 """
 import math
 
@@ -162,3 +163,64 @@ def test_argument_errors():
     bad["dec.0.b"] = bad["dec.0.b"] + 1.0
     with pytest.raises(ValueError, match="inside the threshold"):
         collapse.soft_threshold_parts(bad)
+
+
+def test_depth_runs_share_initial_networks_and_do_not_depend_on_each_other():
+    x = collapse.manifold_data(60, 0, data_dim=6, intrinsic_dim=2)
+    kw = dict(latent_dim=2, width=5, steps=20, restarts=2, seed=4, checkpoints=4, n_eval_samples=2)
+    memo = {}
+    both = collapse.depth_experiment(x, (1, 2), kinds=("ae", "vae"), runs=memo, **kw)
+    assert len(memo) == 4 and both.error_trace["ae"].shape == (2, 4, 2) and both.checkpoints == (5, 10, 15, 20)
+    np.testing.assert_array_equal(both.errors["ae"], both.error_trace["ae"][:, -1])
+    # a run does not depend on which other depths and kinds are trained, with or without the memo
+    alone = collapse.depth_experiment(x, (2,), kinds=("vae",), **kw)
+    np.testing.assert_array_equal(alone.errors["vae"][0], both.errors["vae"][1])
+    again = collapse.depth_experiment(x, (2,), kinds=("ae", "vae", "vae_warm"), runs=memo, **kw)
+    assert len(memo) == 5                                              # only the warm-started VAE was new
+    np.testing.assert_array_equal(again.errors["ae"][0], both.errors["ae"][1])
+    # other settings are other runs
+    collapse.depth_experiment(x, (2,), kinds=("ae",), runs=memo, **{**kw, "lr": 2e-3})
+    assert len(memo) == 6
+
+
+def test_autoencoder_starts_from_the_vaes_networks():
+    # restart r of the AE and of the VAE at one depth start from the same weights: the AE's code is the
+    # VAE encoder's mu, its reconstruction the VAE decoder's mean at that code
+    vae = GaussianVAE.from_sizes(6, 2, (5, 5), "relu", obs="scalar")
+    p = vae.init(np.random.default_rng(0), restarts=2)
+    ae = Autoencoder.from_sizes(6, 2, (5, 5), "relu")
+    q = collapse._ae_from_vae(p, vae, 2)
+    assert set(q) == set(ae.init(np.random.default_rng(0), restarts=2))
+    x = np.random.default_rng(1).standard_normal((7, 6))
+    mu, _ = vae.encode(p, x)
+    np.testing.assert_array_equal(ae.encode(q, x), mu)
+    np.testing.assert_array_equal(ae.decode(q, mu), vae.decode(p, mu)[0])
+
+
+def test_soft_threshold_slice_shows_a_saddle_for_a_0_and_a_minimum_for_a_positive():
+    """The figure's landscape: on the (gain, coupling) slice through the collapsed point, the affine model
+    (a = 0) goes downhill along c = m (Eq. 5's cross term -2 c m sd(t) / gammabar wins, a saddle) while the
+    soft threshold a = 0.5 keeps every nearby point at or above E_0 (dai2020 Prop. 1; along the gain alone
+    the rise is exponentially small, exp(-a^2 / (2 c^2)), and vanishes in rounding near c = 0)."""
+    from refvae import datasets
+    x = np.asarray(datasets.soft_threshold_axis(40, 0, data_dim=3).x)
+    g = np.linspace(-0.2, 0.2, 9)
+    affine = collapse.soft_threshold_slice(x, 0.0, 2, g, g)
+    soft = collapse.soft_threshold_slice(x, 0.5, 2, g, g)
+    assert affine.shape == soft.shape == (9, 9) and affine[4, 4] == pytest.approx(0.0, abs=1e-9)
+    assert affine[5, 5] < 0 and affine[3, 3] < 0 and affine[5, 3] > 0       # down along c = m, up across
+    assert soft[4, 4] == pytest.approx(0.0, abs=1e-9)
+    assert soft.min() >= -1e-9 and soft[5, 5] > 0 and soft[3, 3] > 0
+
+
+def test_depth_and_slice_argument_errors():
+    x = collapse.manifold_data(10, 0, data_dim=3, intrinsic_dim=1)
+    kw = dict(latent_dim=1, width=2, restarts=1, seed=0)
+    with pytest.raises(ValueError, match="checkpoints must be <= steps"):
+        collapse.depth_experiment(x, (1,), steps=5, checkpoints=6, **kw)
+    with pytest.raises(ValueError, match="checkpoints must be >= 4"):
+        collapse.depth_experiment(x, (1,), steps=5, checkpoints=3, **kw)
+    with pytest.raises(TypeError, match="runs must be a dict"):
+        collapse.depth_experiment(x, (1,), steps=5, runs=[], **kw)
+    with pytest.raises(ValueError, match="gains"):
+        collapse.soft_threshold_slice(x, 0.5, 1, [[0.0]], [0.0])

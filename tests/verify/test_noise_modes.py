@@ -1,9 +1,10 @@
 """Helpers of refvae.experiments.noise_modes and hypersphere that the claim runs do not check.
 
 ``three_noise_ordering`` and ``hypersphere_threshold`` (run in miniature by test_claims.py)
-cover the experiments end to end; here: ``fit_stages`` replays a schedule across its stages
-with one global step count, ``mc_elbo`` is the model's exact ELBO within its Monte Carlo
-error, ``decoded_radius`` measures from the sample mean, and bad input is refused.
+cover the experiments end to end; here: ``mc_elbo`` is the model's exact ELBO within its Monte
+Carlo error, ``decoded_radius`` measures from the sample mean, LV-VAE's constant start
+(``constant_variance_head``) sets s2(z) and nothing else, F*-VAE keeps each LS-VAE restart's final
+variance and the replay follows one LS-VAE trajectory, and bad input is refused.
 """
 import numpy as np
 import pytest
@@ -56,3 +57,47 @@ def test_experiments_reject_bad_input():
     with pytest.raises(ValueError, match="replicates must be >= 2"):
         model = GaussianVAE.from_sizes(2, 1, hidden=(3,))
         noise_modes.mc_elbo(model, model.init(np.random.default_rng(0)), np.zeros((4, 2)), seed=0, replicates=1)
+
+
+def test_constant_variance_head_starts_lv_vae_at_one_variance():
+    model = GaussianVAE.from_sizes(2, 2, hidden=(5, 4), activation="relu", obs="decoder")
+    p = model.init(np.random.default_rng(0), restarts=3)
+    q = noise_modes.constant_variance_head(model, p, 0.01)
+    z = np.random.default_rng(1).standard_normal((3, 7, 2)) * 3
+    mean_p, lv_p = model.decode(p, z)
+    mean_q, lv_q = model.decode(q, z)
+    np.testing.assert_allclose(np.exp(lv_q), 0.01, rtol=1e-12)         # s2_j(z) = 0.01 for every z and j
+    np.testing.assert_array_equal(mean_q, mean_p)                       # the mean head is left alone
+    assert np.ptp(lv_p) > 0.1                                           # the default head is not constant
+    assert set(q) == set(p) and all(q[k] is p[k] for k in p if not k.startswith("dec.4."))
+    with pytest.raises(ValueError, match="obs='decoder'"):
+        noise_modes.constant_variance_head(GaussianVAE.from_sizes(2, 2, hidden=(3,), obs="scalar"), p, 0.01)
+    with pytest.raises(ValueError, match="sigma2 must be positive"):
+        noise_modes.constant_variance_head(model, p, 0.0)
+
+
+def test_f_star_is_fixed_at_each_ls_restarts_final_variance():
+    # F*-VAE restart r keeps LS-VAE restart r's final variance all through training (a frozen learned
+    # log-variance: an F-VAE with one variance per restart), and every mode records C checkpoints
+    res = noise_modes.three_noise_experiment(seed=3, restarts=2, n_train=300, n_test=100, hidden=(4,),
+                                             schedule=((1e-2, 30),), modes=("LS", "F*", "F schedule"),
+                                             checkpoints=3, eval_samples=1, eval_replicates=2)
+    ls, fs, rep = res.modes["LS"], res.modes["F*"], res.modes["F schedule"]
+    np.testing.assert_allclose(res.f_star_sigma2, ls.trajectory[-1], rtol=1e-12)
+    np.testing.assert_allclose(fs.trajectory, np.broadcast_to(ls.sigma2, fs.trajectory.shape), rtol=1e-12)
+    assert not np.allclose(ls.trajectory[0], ls.trajectory[-1])           # while LS-VAE's moved
+    # the replay follows the median LS restart's trajectory, the same in every restart
+    np.testing.assert_allclose(rep.trajectory, np.repeat(ls.trajectory[:, [res.replayed_restart]], 2, axis=1))
+    for mode in (ls, fs, rep):
+        assert mode.checkpoint_elbo.shape == (3, 2) and list(mode.checkpoints) == [10, 20, 30]
+        # the last checkpoint is scored with the same noise as the final score
+        np.testing.assert_allclose(mode.checkpoint_elbo[-1], mode.elbo, rtol=1e-12)
+
+
+def test_three_noise_modes_are_checked():
+    with pytest.raises(ValueError, match="include 'LS'"):
+        noise_modes.three_noise_experiment(seed=0, modes=("F", "F*"))
+    with pytest.raises(ValueError, match="modes"):
+        noise_modes.three_noise_experiment(seed=0, modes=("G",))
+    with pytest.raises(ValueError, match="checkpoints must be <="):
+        noise_modes.three_noise_experiment(seed=0, schedule=((1e-2, 3),), checkpoints=5)
