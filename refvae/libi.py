@@ -33,6 +33,14 @@ the C^1 linear continuation of exp beyond c: identical to exp(u) wherever exp(u)
 backward pass, so the returned gradient is exactly that of the returned value. (Above c the
 objective is no longer the paper's, which is infinite there in float32 and astronomically
 large in float64; its minimisers are still pushed towards small u.)
+
+Invariances used by the gradient. The step-1 penalties on HZ(Z) and Cov(Z) do not change when
+every code moves by one vector, so their exact gradient with respect to the code network's
+output bias is 0; HZ is moreover affine invariant, so when h is a single affine map with d = K
+the HZ penalty does not depend on h at all. Where the penalty gradients are ~1e46
+(eps_HZ = 0.001, capped exponential), computing these zeros by summation leaves rounding noise
+of ~1e30 (bias) and ~1e33 (weights) that would swamp the O(1) gradient of the other terms;
+``LiBIStep1.value_and_grad`` uses the invariances instead, so those entries are exact.
 """
 from __future__ import annotations
 
@@ -41,13 +49,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks
-from .backend import make_rng, to_host, xp_of
-from .layers import _sub
+from .backend import make_rng, sum_to_shape, to_host, xp_of
+from .layers import Linear, Sequential, _sub
 from .metrics.hz import hz_value_and_grad
 from .metrics.likelihood import importance_log_likelihood
-from .objectives import GaussianVAE, _prefixed, _template
+from .objectives import GaussianVAE, _prefixed, _restart_shape, _template
 from .optim import Adam
-from .train import fit
+from .train import TrainingDiverged, TrainingInterrupted, check_callback, fit
 
 __all__ = ["LiBIStep1", "LiBIResult", "safe_exp", "init_libi", "reinit_code", "run_step1", "run_step2", "fit_libi",
            "YACOBY2020_GRID"]
@@ -99,6 +107,11 @@ class LiBIStep1:
         self.eps_mu = _checks.scalar("eps_mu", eps_mu, positive=True)
         self.max_exponent = _checks.scalar("max_exponent", max_exponent, positive=True, high=700.0)
         self.latent_dim, self.data_dim = vae.latent_dim, vae.data_dim
+        # HZ is affine invariant: when h is a single affine map of x with d = K (LinearJTEx's
+        # linear encoder), HZ(h(x)) = HZ(x W + b) = HZ(x) for every invertible W, so the HZ
+        # penalty is a constant of varphi with exact gradient 0 (in floating point, ~1e-14 of
+        # the scaled HZ gradient: ~1e33 at eps_HZ = 0.001, measured on LinearJTEx)
+        self.hz_constant = _square_affine(vae.encoder, vae.data_dim, vae.latent_dim)
 
     def init(self, rng, restarts=None):
         """Fresh step-1 parameters: ``"code.*"`` (encoder architecture) and the VAE's ``"dec.*"``."""
@@ -167,19 +180,51 @@ class LiBIStep1:
         # backward: the decoder through GaussianDecoder.backward, then dL/dz from the
         # reconstruction and the three penalties: d||Cov - I||^2/dz = (4/B) C (Cov - I),
         # d||zbar||^2/dz_b = 2 zbar / B, dHZ/dz from metrics.hz
-        dz, grads = vae.gen.backward(params, dec_cache, xp.full(logp.shape, -1.0 / B))
-        dz = (dz
-              + (g_hz / self.eps_hz)[..., None, None] * dhz
-              + (g_sigma * 4.0 / (B * self.eps_sigma))[..., None, None] * (C @ dev)
-              + (g_mu * 2.0 / (B * self.eps_mu))[..., None, None] * zbar)
+        dz_rec, grads = vae.gen.backward(params, dec_cache, xp.full(logp.shape, -1.0 / B))
+        dz_shifting = dz_rec + (g_mu * 2.0 / (B * self.eps_mu))[..., None, None] * zbar
+        dz_invariant = (g_sigma * 4.0 / (B * self.eps_sigma))[..., None, None] * (C @ dev)
+        if not self.hz_constant:
+            dz_invariant = dz_invariant + (g_hz / self.eps_hz)[..., None, None] * dhz
+        dz = dz_shifting + dz_invariant
         dcode = xp.concatenate([dz, xp.zeros_like(dz)], axis=-1)        # log-variance head unused
         _, g_code = vae.encoder.backward(_sub(params, "code."), code_cache, dcode)
+        # HZ(Z) and Cov(Z) do not change when every code moves by one vector, and the code
+        # network's output bias moves every code by itself: their exact gradient with respect to
+        # that bias is 0. Summed over the batch in floating point, dz_invariant's columns leave
+        # ~1e-15 of its entries (measured), i.e. ~1e30 at eps_HZ = 0.001 where the entries are
+        # ~1e46 (capped exponential), which would swamp the O(1) exact value; so that bias gets
+        # the gradient of the other terms only.
+        bias = _output_bias_key(vae.encoder)
+        if bias is not None:
+            exact = dz_shifting.sum(axis=-2)
+            g_code[bias] = sum_to_shape(xp.concatenate([exact, xp.zeros_like(exact)], axis=-1),
+                                        g_code[bias].shape)
         grads.update(_prefixed("code.", g_code))
         if not with_terms:
             return loss, grads
         terms = {"recon": recon, "hz": hz, "cov_dev": cov_dev, "mean_sq": mean_sq,
                  "pen_hz": pen_hz, "pen_sigma": pen_sigma, "pen_mu": pen_mu}
         return loss, grads, terms
+
+
+def _output_bias_key(layer):
+    """The key of the bias added last by ``layer`` (a ``Linear`` or a ``Sequential`` ending in one), else None.
+
+    Moving that bias by c moves every output row by c; the shift-invariant penalties of step 1
+    have exactly zero gradient with respect to it (``LiBIStep1.value_and_grad``).
+    """
+    if isinstance(layer, Linear):
+        return "b"
+    if isinstance(layer, Sequential) and isinstance(layer.layers[-1], Linear):
+        return f"{len(layer.layers) - 1}.b"
+    return None
+
+
+def _square_affine(layer, data_dim, latent_dim):
+    """True when the code network (``layer``'s first K outputs) is one affine map R^d -> R^K with d = K."""
+    if isinstance(layer, Sequential) and len(layer.layers) == 1:
+        layer = layer.layers[0]
+    return isinstance(layer, Linear) and data_dim == latent_dim
 
 
 def init_libi(vae, rng, restarts=None):
@@ -220,32 +265,36 @@ def reinit_code(params):
     return new
 
 
-def run_step1(step1, params, x, *, steps, seed, batch_size=None, optimizer=None, progress=False):
+def run_step1(step1, params, x, *, steps, seed, batch_size=None, optimizer=None, progress=False, callback=None,
+              on_divergence=None):
     """LiBI step 1: train ``"code.*"`` and ``"dec.*"`` on ``step1`` (a LiBIStep1), ``"enc.*"`` untouched.
 
     A thin wrapper of ``refvae.train.fit(step1, params, x, only=("code.", "dec."))``; the
-    optimiser defaults to Adam(1e-2). Returns the ``FitResult``.
+    optimiser defaults to Adam(1e-2); ``callback`` and ``on_divergence`` as ``fit``'s. Returns
+    the ``FitResult``.
     """
     if not isinstance(step1, LiBIStep1):
         raise TypeError(f"step1 must be a LiBIStep1, got {type(step1).__name__}")
     optimizer = Adam(1e-2) if optimizer is None else optimizer
     return fit(step1, params, x, steps=steps, seed=seed, batch_size=batch_size, optimizer=optimizer,
-               only=("code.", "dec."), progress=progress)
+               only=("code.", "dec."), progress=progress, callback=callback, on_divergence=on_divergence)
 
 
-def run_step2(vae, params, x, *, steps, seed, batch_size=None, optimizer=None, progress=False):
+def run_step2(vae, params, x, *, steps, seed, batch_size=None, optimizer=None, progress=False, callback=None,
+              on_divergence=None):
     """LiBI step 2: fit the inference network phi (``"enc.*"``) by -ELBO (beta = 1), theta fixed.
 
     ``refvae.train.fit(vae, params, x, only=("enc.",))`` with the KL weight held at 1 whatever
     ``vae.beta`` is (yacoby2020 Eq. 45-46: argmin_phi KL(q || p_theta(z|x)) = argmin_phi -ELBO).
     The ``"dec.*"`` and ``"code.*"`` arrays of the result are the very arrays passed in.
-    Returns the ``FitResult``.
+    ``callback`` and ``on_divergence`` as ``fit``'s. Returns the ``FitResult``.
     """
     if not isinstance(vae, GaussianVAE):
         raise TypeError(f"vae must be a refvae GaussianVAE, got {type(vae).__name__}")
     optimizer = Adam(1e-2) if optimizer is None else optimizer
     return fit(vae, params, x, steps=steps, seed=seed, batch_size=batch_size, optimizer=optimizer,
-               only=("enc.",), schedules={"beta": lambda t: 1.0}, progress=progress)
+               only=("enc.",), schedules={"beta": lambda t: 1.0}, progress=progress, callback=callback,
+               on_divergence=on_divergence)
 
 
 @dataclass
@@ -258,6 +307,12 @@ class LiBIResult:
     log_likelihoods : (repetitions, R?) held-out log-likelihood after every repetition.
     histories : list, per repetition, of {"step1": history, "step2": history} (``fit`` histories).
     last_params : the parameters after the final repetition (to continue training).
+    diverged : tuple of (repetition, "step1" | "step2", ``refvae.train.Divergence``), the restarts
+        frozen by ``on_divergence="isolate"``; such a restart's log-likelihood for that repetition
+        is NaN and the repetition is never its best.
+
+    An interrupted or stopped run's result holds the finished repetitions (``best_repetition``
+    -1 and NaN log-likelihoods when none finished) and ``last_params`` after the last finished step.
     """
     params: dict
     best_log_likelihood: np.ndarray
@@ -265,11 +320,12 @@ class LiBIResult:
     log_likelihoods: np.ndarray
     histories: list
     last_params: dict
+    diverged: tuple = ()
 
 
 def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_steps, step2_steps, seed,
              restarts=None, params=None, optimizer=None, batch_size=None, n_is_samples=1000,
-             inflation=2.0, max_exponent=100.0, progress=False):
+             inflation=2.0, max_exponent=100.0, progress=False, callback=None, on_divergence=None):
     """Train a GaussianVAE with LiBI (docs/math.md 2.4; yacoby2020 Sec. 2, App. D) and keep the best repetition.
 
     Each repetition runs step 1 (``LiBIStep1`` on ``"code.*"``, ``"dec.*"``), step 2 (-ELBO with
@@ -297,10 +353,20 @@ def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_ste
     n_is_samples, inflation : importance sampling of the held-out log-likelihood.
     max_exponent : cap of the safe exponentials (``LiBIStep1``).
     progress : print ``fit`` progress lines.
+    callback : callable(step, params, info) after every step of steps 1 and 2, ``step`` counted
+        within that step's ``fit`` and ``info`` = ``fit``'s plus "repetition" and "phase" ("step1"
+        or "step2"); returning True ends LiBI after that step (the repetition is not scored).
+    on_divergence : "raise" or "isolate", as ``refvae.train.fit`` (see ``LiBIResult.diverged``).
 
     Returns
     -------
     LiBIResult
+
+    Raises
+    ------
+    TrainingInterrupted on Ctrl-C and TrainingDiverged (policy "raise"), each with ``result`` a
+    ``LiBIResult`` of the finished repetitions whose ``last_params`` are the parameters after the
+    last finished (finite) step; the step's own ``FitResult`` is the ``__cause__``'s ``result``.
     """
     if not isinstance(vae, GaussianVAE):
         raise TypeError(f"vae must be a refvae GaussianVAE, got {type(vae).__name__}")
@@ -316,36 +382,78 @@ def fit_libi(vae, x, x_val, *, eps_hz, eps_sigma, eps_mu, repetitions, step1_ste
         batch_size = _checks.integer("batch_size", batch_size, min_value=vae.latent_dim + 2)
     if x_val.shape[0] < 1:
         raise ValueError("x_val must hold at least one point")
+    callback = check_callback(callback)
     rng = make_rng(seed)
     if params is None:
         params = init_libi(vae, rng, restarts)
     else:
+        _checks.params("params", params)
         _checks.params_like(params, {k: v.shape for k, v in init_libi(vae, np.random.default_rng(0)).items()})
     optimizer = Adam(1e-2) if optimizer is None else optimizer
 
     best = best_ll = best_rep = None
-    lls, histories = [], []
+    lls, histories, diverged, stopped = [], [], [], []
+
+    def watch(rep, phase):
+        def cb(t, p, info):
+            stop = bool(callback(t, p, {**info, "repetition": rep, "phase": phase}))
+            stopped.extend([True] if stop else [])
+            return stop
+        return None if callback is None else cb
+
+    def result(last):
+        if best is None:                                   # no repetition finished
+            shape = _restart_shape(last, _template(vae))
+            return LiBIResult(dict(last), np.full(shape, np.nan), np.full(shape, -1), np.empty((0,) + shape),
+                              histories, last, tuple(diverged))
+        return LiBIResult(best, np.asarray(to_host(best_ll)), np.asarray(to_host(best_rep)),
+                          np.stack(lls), histories, last, tuple(diverged))
+
     for rep in range(repetitions):
-        if rep > 0:
-            params = reinit_code(params)                                       # step 3
-        r1 = run_step1(step1, params, x, steps=step1_steps, seed=rng, batch_size=batch_size,
-                       optimizer=optimizer, progress=progress)
-        r2 = run_step2(vae, r1.params, x, steps=step2_steps, seed=rng, batch_size=batch_size,
-                       optimizer=optimizer, progress=progress)
-        params = r2.params
-        histories.append({"step1": r1.history, "step2": r2.history})
-        ll = importance_log_likelihood(vae, params, x_val, seed=rng, n_samples=n_is_samples,
-                                       inflation=inflation).mean(axis=-1)    # (R?,)
+        done = {}
+        try:
+            if rep > 0:
+                params = reinit_code(params)                                       # step 3
+            r1 = run_step1(step1, params, x, steps=step1_steps, seed=rng, batch_size=batch_size,
+                           optimizer=optimizer, progress=progress, callback=watch(rep, "step1"),
+                           on_divergence=on_divergence)
+            done["step1"] = r1.history
+            diverged.extend((rep, "step1", d) for d in r1.diverged)
+            if not stopped:
+                r2 = run_step2(vae, r1.params, x, steps=step2_steps, seed=rng, batch_size=batch_size,
+                               optimizer=optimizer, progress=progress, callback=watch(rep, "step2"),
+                               on_divergence=on_divergence)
+                done["step2"] = r2.history
+                diverged.extend((rep, "step2", d) for d in r2.diverged)
+            params = r2.params if "step2" in done else r1.params
+            histories.append(done)
+            if stopped:
+                break
+            ll = importance_log_likelihood(vae, params, x_val, seed=rng, n_samples=n_is_samples,
+                                           inflation=inflation).mean(axis=-1)    # (R?,)
+        except (TrainingInterrupted, TrainingDiverged) as exc:       # from a step's fit: keep its work too
+            if exc.result is not None:
+                params = exc.result.params
+                histories.append({**done, "step1" if "step1" not in done else "step2": exc.result.history})
+            if isinstance(exc, TrainingInterrupted):
+                raise TrainingInterrupted(result(params), "LiBI training") from exc
+            raise TrainingDiverged(exc.step, exc.quantity, restart=exc.restart, result=result(params)) from exc
+        except KeyboardInterrupt:                                   # during the held-out log-likelihood
+            raise TrainingInterrupted(result(params), "LiBI training") from None
+        frozen = [d.restart for r, _, d in diverged if r == rep]
+        if frozen:                                   # a restart that diverged in this repetition is not scored
+            ll = xp_of(ll).asarray(ll, dtype=float).copy()
+            ll[frozen] = np.nan
         lls.append(np.asarray(to_host(ll)))
+        score = xp_of(ll).where(xp_of(ll).isnan(ll), -np.inf, ll)
         if best is None:
-            best, best_ll, best_rep = dict(params), ll, xp_of(ll).zeros(ll.shape, dtype=int)
+            best, best_ll, best_rep = dict(params), score, xp_of(ll).zeros(ll.shape, dtype=int)
             continue
-        better = ll > best_ll                                                  # ties keep the earlier
+        better = score > best_ll                                               # ties keep the earlier
         best = {k: _select(better, params[k], best[k]) for k in params}
-        best_ll = xp_of(ll).where(better, ll, best_ll)
+        best_ll = xp_of(ll).where(better, score, best_ll)
         best_rep = xp_of(ll).where(better, rep, best_rep)
-    return LiBIResult(best, np.asarray(to_host(best_ll)), np.asarray(to_host(best_rep)),
-                      np.stack(lls), histories, params)
+    return result(params)
 
 
 def _select(better, new, old):

@@ -26,6 +26,8 @@ the reference implementation (``torch_two_sample``, Djolonga).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _checks
 from ..backend import to_host, xp_of
 
@@ -44,24 +46,25 @@ def _alphas(alphas):
 
 
 def soft_nn_matrix(u, alphas):
-    """The soft nearest-neighbour matrix M (n, n) of the pooled points ``u`` (n, d), zero diagonal.
+    """The soft nearest-neighbour matrix M (..., n, n) of the pooled points ``u`` (..., n, d), zero diagonal.
 
     M_ij = softmax over j != i of -a D_ij, averaged over ``alphas`` (docs/math.md 3); rows sum to 1.
+    Leading axes of ``u`` are independent pools (e.g. repetitions of the test).
     """
-    u = _checks.array("u", u, ndim=2)
+    u = _checks.array("u", u, min_ndim=2)
     alphas = _alphas(alphas)
     xp = xp_of(u)
-    n = u.shape[0]
-    sq = (u * u).sum(axis=1)
-    d2 = xp.maximum(sq[:, None] + sq[None, :] - 2.0 * (u @ u.T), 0.0)   # rounding can dip below 0
+    n = u.shape[-2]
+    sq = (u * u).sum(axis=-1)
+    d2 = xp.maximum(sq[..., :, None] + sq[..., None, :] - 2.0 * (u @ u.swapaxes(-1, -2)), 0.0)  # rounding dips
     D = xp.sqrt(_DIST_EPS + d2)
     off = ~xp.eye(n, dtype=bool)
-    M = xp.zeros((n, n))
+    M = xp.zeros(D.shape)
     for a in alphas:
         logits = xp.where(off, -a * D, -xp.inf)
-        logits = logits - logits.max(axis=1, keepdims=True)
+        logits = logits - logits.max(axis=-1, keepdims=True)
         E = xp.exp(logits)
-        M = M + E / E.sum(axis=1, keepdims=True)
+        M = M + E / E.sum(axis=-1, keepdims=True)
     return M / len(alphas)
 
 
@@ -70,35 +73,44 @@ def smooth_knn_statistic(sample1, sample2, alphas):
 
     Parameters
     ----------
-    sample1 : array (n1, d), n1 >= 2.
-    sample2 : array (n2, d), n2 >= 2, n1 + n2 >= 4.
+    sample1 : array (..., n1, d), n1 >= 2.
+    sample2 : array (..., n2, d), n2 >= 2, n1 + n2 >= 4; the leading axes of the two samples
+        broadcast (each entry of them is one independent test, e.g. one repetition).
     alphas : non-empty sequence of positive floats, the inverse temperatures a of the softmax.
 
     Returns
     -------
-    float
+    float for 2-D samples, else an array (...) on the samples' backend
         -(T - mean) / sqrt(1e-5 + var): about N(0, 1) when both samples share a distribution,
         large positive when they differ (yacoby2020: lower means p_theta(x) matches p(x) better).
     """
-    sample1 = _checks.array("sample1", sample1, ndim=2)
-    sample2 = _checks.array("sample2", sample2, ndim=2)
-    if sample1.shape[1] != sample2.shape[1]:
-        raise ValueError(f"sample1 and sample2 must have the same dimension, got {sample1.shape[1]} "
-                         f"and {sample2.shape[1]}")
-    n1, n2 = sample1.shape[0], sample2.shape[0]
+    sample1 = _checks.array("sample1", sample1, min_ndim=2)
+    sample2 = _checks.array("sample2", sample2, min_ndim=2)
+    if sample1.shape[-1] != sample2.shape[-1]:
+        raise ValueError(f"sample1 and sample2 must have the same dimension, got {sample1.shape[-1]} "
+                         f"and {sample2.shape[-1]}")
+    n1, n2 = sample1.shape[-2], sample2.shape[-2]
     if n1 < 2 or n2 < 2:
         raise ValueError(f"each sample must hold at least 2 points, got n1 = {n1}, n2 = {n2}")
     alphas = _alphas(alphas)
     xp = xp_of(sample1, sample2)
-    M = soft_nn_matrix(xp.concatenate([xp.asarray(sample1), xp.asarray(sample2)], axis=0), alphas)
+    try:
+        lead = np.broadcast_shapes(sample1.shape[:-2], sample2.shape[:-2])
+    except ValueError as exc:
+        raise ValueError(f"the leading axes of sample1 {tuple(sample1.shape[:-2])} and sample2 "
+                         f"{tuple(sample2.shape[:-2])} must broadcast") from exc
+    pooled = xp.concatenate([xp.broadcast_to(xp.asarray(sample1), lead + sample1.shape[-2:]),
+                             xp.broadcast_to(xp.asarray(sample2), lead + sample2.shape[-2:])], axis=-2)
+    M = soft_nn_matrix(pooled, alphas)
     n = n1 + n2
-    T = M[:n1, n1:].sum() + M[n1:, :n1].sum()
-    m = M.sum()
+    T = M[..., :n1, n1:].sum(axis=(-2, -1)) + M[..., n1:, :n1].sum(axis=(-2, -1))
+    m = M.sum(axis=(-2, -1))
     mean = 2.0 * m * n1 * n2 / (n * (n - 1))
     c1 = n1 * n2 / (n * (n - 1))
     c2 = 4.0 * (n1 - 1) * (n2 - 1) / ((n - 2) * (n - 3))
-    var = (c1 * (1.0 - c2) * ((M.sum(axis=1) + M.sum(axis=0)) ** 2).sum()
-           + c1 * c2 * (M * M).sum()
-           + c1 * c2 * (M * M.T).sum()
+    var = (c1 * (1.0 - c2) * ((M.sum(axis=-1) + M.sum(axis=-2)) ** 2).sum(axis=-1)
+           + c1 * c2 * (M * M).sum(axis=(-2, -1))
+           + c1 * c2 * (M * M.swapaxes(-1, -2)).sum(axis=(-2, -1))
            + c1 * (c2 - 4.0 * c1) * m * m)
-    return float(to_host(-(T - mean) / xp.sqrt(_VAR_EPS + var)))
+    stat = -(T - mean) / xp.sqrt(_VAR_EPS + var)
+    return float(to_host(stat)) if not lead else stat

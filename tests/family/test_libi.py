@@ -97,6 +97,69 @@ def test_step1_gradient_in_the_capped_regime(restarts):
     assert_grad(lambda p: step1.value_and_grad(p, x), params, rtol=1e-6)
 
 
+def _bias_fd(step1, params, x, key, h=1e-6):
+    """Central differences of the terms that a common shift of the codes changes (the reconstruction
+    and the mean penalty) along the output bias's mean head: the exact bias gradient of the step-1 loss."""
+    K = step1.latent_dim
+    out = np.zeros(params[key].shape)
+    for k in range(K):
+        vals = []
+        for sign in (1.0, -1.0):
+            p = dict(params)
+            b = p[key].copy()
+            b[..., k] += sign * h
+            p[key] = b
+            t = step1.value_and_grad(p, x, with_terms=True)[2]
+            vals.append(t["recon"] + t["pen_mu"])
+        out[..., k] = (vals[0] - vals[1]) / (2 * h)
+    return out
+
+
+@pytest.mark.parametrize("case", ["gaussian", "mlp"])
+def test_output_bias_gradient_is_exact_at_eps_hz_0001(case):
+    # yacoby2020's eps_HZ = 0.001 puts the HZ penalty on the capped branch, gradient ~1e46 per code;
+    # HZ and Cov are shift invariant, so their exact bias gradient is 0 and the bias gets the O(1)
+    # gradient of the reconstruction and the mean penalty (summing the ~1e46 entries gave ~1e30).
+    from refvae import datasets
+    from refvae.experiments.jtex import gaussian_model
+    if case == "gaussian":         # yacoby2020's "Gaussian" set: linear code network R^4 -> R^2
+        vae, x, key = gaussian_model(), datasets.gaussian(100, 0).x, "code.b"
+    else:
+        vae, x, key = small_vae(), toy_data(60, 1), "code.2.b"
+    params = init_libi(vae, np.random.default_rng(0))
+    step1 = LiBIStep1(vae, eps_hz=0.001, eps_sigma=0.2, eps_mu=0.5)
+    _, grads, terms = step1.value_and_grad(params, x, with_terms=True)
+    assert terms["pen_hz"] > 1e40                                   # the regime of the issue
+    exact = _bias_fd(step1, params, x, key)
+    np.testing.assert_allclose(grads[key], exact, rtol=1e-6, atol=1e-9 * np.abs(exact).max())
+    assert np.all(grads[key][vae.latent_dim:] == 0.0)              # the unused log-variance head
+    # the exact value does not depend on the shift-invariant penalties' temperatures
+    mild = LiBIStep1(vae, eps_hz=1e6, eps_sigma=1e6, eps_mu=0.5).value_and_grad(params, x)[1]
+    np.testing.assert_allclose(grads[key], mild[key], rtol=1e-12)
+
+
+@pytest.mark.parametrize("eps_hz", [0.001, 1.0])
+def test_hz_penalty_is_constant_for_a_square_affine_code_network(eps_hz):
+    # LinearJTEx: h(x) = x W + b with d = K = 2, so HZ(h(x)) = HZ(x) (affine invariance): the HZ
+    # penalty has exact gradient 0 in varphi, at eps_HZ = 0.001 as at 1
+    from refvae import datasets
+    from refvae.experiments.jtex import jtex_model
+    vae = jtex_model()
+    x = datasets.linear_jtex(80, 0).x
+    step1 = LiBIStep1(vae, eps_hz=eps_hz, eps_sigma=0.5, eps_mu=0.5)
+    assert step1.hz_constant
+    for seed in range(3):
+        params = init_libi(vae, np.random.default_rng(seed))
+        _, grads, terms = step1.value_and_grad(params, x, with_terms=True)
+        assert terms["hz"] == pytest.approx(float(hz_statistic(x)), rel=1e-10)
+        without = LiBIStep1(vae, eps_hz=1e9, eps_sigma=0.5, eps_mu=0.5).value_and_grad(params, x)[1]
+        for k in grads:
+            np.testing.assert_allclose(grads[k], without[k], rtol=1e-12, atol=0)
+        if eps_hz == 1.0:                                           # and it is the gradient of the loss
+            assert_grad(lambda p: step1.value_and_grad(p, x), params, rtol=1e-6)
+    assert not LiBIStep1(small_vae(), eps_hz=1.0, eps_sigma=0.5, eps_mu=0.5).hz_constant
+
+
 def test_step1_is_finite_on_the_yacoby2020_grid_extremes():
     vae = small_vae()
     step1 = LiBIStep1(vae, eps_hz=min(YACOBY2020_GRID["eps_hz"]), eps_sigma=0.2, eps_mu=0.2)

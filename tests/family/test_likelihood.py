@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
 from refvae.layers import mlp
-from refvae.metrics.likelihood import (importance_log_likelihood, mean_and_stderr, model_width,
-                                       objective_estimate, plan_chunks)
+from refvae import datasets
+from refvae.layers import CholeskyLinear, Linear, Sequential, Tanh
+from refvae.metrics.likelihood import (exact_log_likelihood, has_exact_log_likelihood, importance_log_likelihood,
+                                       mean_and_stderr, model_width, objective_estimate, plan_chunks)
+from refvae.metrics.quadrature import posterior_grid
 from refvae.metrics.quadrature import log_likelihood
 from refvae.objectives import Autoencoder, GaussianVAE
 from refvae.optim import Adam
@@ -296,3 +299,108 @@ def test_bad_inputs():
         importance_log_likelihood(model, params, x, seed=0, max_elements=3)
     with pytest.raises(TypeError, match="params must be a dict"):
         importance_log_likelihood(model, [params], x, seed=0)
+    with pytest.raises(ValueError, match=r"defensive must be in \[0, 1\)"):
+        importance_log_likelihood(model, params, x, seed=0, defensive=1.0)
+    with pytest.raises(ValueError, match="defensive must be >= 0.0"):
+        importance_log_likelihood(model, params, x, seed=0, defensive=-0.1)
+    with pytest.raises(TypeError, match="proposal must be a pair"):
+        importance_log_likelihood(model, params, x, seed=0, proposal=np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=r"proposal's mu and logvar must both have shape \(3, 1\)"):
+        importance_log_likelihood(model, params, x, seed=0, proposal=(np.zeros((4, 1)), np.zeros((4, 1))))
+    deep = GaussianVAE.from_sizes(4, 3, hidden=(4,))
+    with pytest.raises(ValueError, match="no exact log-likelihood for this model"):
+        exact_log_likelihood(deep, deep.init(0), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\)"):
+        exact_log_likelihood(model, params, np.zeros((3, 5)))
+
+
+# -- exact values: closed form for linear data sets, quadrature for K <= 2 ------------------
+def test_exact_log_likelihood_of_linear_jtex_models_is_the_closed_form():
+    # LinearJTEx's CholeskyLinear decoder with noise sigma2 - B: p(x) = N(0, A A^T + sigma2 I)
+    # (docs/math.md 4.1), here written with scipy for three learned A's (restarts axis)
+    B, s2 = np.array([0.006, 0.006]), 0.01
+    model = GaussianVAE(Linear(2, 4), CholeskyLinear(2, B), 2, 2, obs="fixed", sigma2=s2 - 0.006)
+    params = model.init(np.random.default_rng(0), restarts=3)
+    x = datasets.linear_jtex(50, 1).x
+    assert has_exact_log_likelihood(model) == "closed form"
+    exact = exact_log_likelihood(model, params, x)
+    assert exact.shape == (3, 50)
+    for r in range(3):
+        A = params["dec.A"][r]
+        np.testing.assert_allclose(exact[r], multivariate_normal(np.zeros(2), A @ A.T + s2 * np.eye(2)).logpdf(x),
+                                   rtol=0, atol=1e-11)
+
+
+def test_exact_log_likelihood_of_an_affine_decoder_with_offset_and_learned_noise():
+    # the "Gaussian" data set's decoder x = z W + b (K = 2, d = 4), learned per-coordinate noise
+    model = GaussianVAE(Linear(4, 4), Sequential(Linear(2, 4)), 2, 4, obs="vector", sigma2=1e-3)
+    params = model.init(np.random.default_rng(2))
+    params["dec.0.b"] = np.array([0.3, -1.0, 0.5, 2.0])
+    params["dec.obs_logvar"] = np.log([1e-3, 2e-3, 5e-4, 1e-6])
+    x = datasets.gaussian(40, 3).x
+    W, b = params["dec.0.W"], params["dec.0.b"]
+    want = multivariate_normal(b, W.T @ W + np.diag(np.exp(params["dec.obs_logvar"]))).logpdf(x)
+    np.testing.assert_allclose(exact_log_likelihood(model, params, x), want, rtol=0, atol=1e-9)
+
+
+def test_exact_log_likelihood_by_quadrature_per_restart():
+    model = GaussianVAE.from_sizes(2, 1, hidden=(6,), obs="fixed", sigma2=0.05)
+    params = model.init(np.random.default_rng(4), restarts=2)
+    x = np.random.default_rng(5).standard_normal((20, 2))
+    assert has_exact_log_likelihood(model) == "quadrature"
+    exact = exact_log_likelihood(model, params, x)
+    for r in range(2):
+        one = {k: v[r] for k, v in params.items()}
+        np.testing.assert_array_equal(exact[r], log_likelihood(x, lambda z: model.decode(one, z)[0], 1, 0.05))
+
+
+def bimodal_posterior_case(n=40):
+    """K = d = 1, f(z) = tanh(1.5 z + 0.5) + tanh(-1.5 z + 0.5) (even in z), noise 0.01: every
+    posterior is symmetric with half its mass at z > 0. The proposal is the z > 0 half's mean and
+    variance (from quadrature): it misses the mirror mode, so plain IS loses log 2 where the modes
+    separate."""
+    dec = Sequential(Linear(1, 2), Tanh(), Linear(2, 1))
+    model = GaussianVAE(Linear(1, 2), dec, 1, 1, obs="fixed", sigma2=0.01)
+    params = model.init(0)
+    params.update({"dec.0.W": np.array([[1.5, -1.5]]), "dec.0.b": np.array([0.5, 0.5]),
+                   "dec.2.W": np.array([[1.0], [1.0]]), "dec.2.b": np.array([0.0])})
+    rng = np.random.default_rng(0)
+    mean, _ = model.decode(params, rng.standard_normal((n, 1)))
+    x = mean + 0.1 * rng.standard_normal(mean.shape)
+    post = posterior_grid(x, lambda z: model.decode(params, z)[0], 1, 0.01)
+    z = post.z[:, 0]
+    w = post.weights * (z > 0)
+    assert np.allclose(w.sum(axis=1), 0.5, atol=1e-9)          # symmetric posteriors
+    w = w / w.sum(axis=1, keepdims=True)
+    mu = (w @ z)[:, None]
+    return model, params, x, (mu, np.log((w @ z ** 2)[:, None] - mu ** 2))
+
+
+def test_defensive_proposal_removes_the_bias_of_a_missed_mode():
+    model, params, x, proposal = bimodal_posterior_case()
+    exact = exact_log_likelihood(model, params, x)
+    plain, se = importance_log_likelihood(model, params, x, seed=1, n_samples=4000, proposal=proposal,
+                                          return_stderr=True)
+    err = plain - exact
+    # yacoby2020's estimator: biased low by up to log 2 with a standard error that hides it
+    assert err.min() < -0.6 and np.mean(np.abs(err) > 3 * se) > 0.5 and np.all(err < 4 * se)
+    for a in (0.1, 0.3):
+        est, se_d = importance_log_likelihood(model, params, x, seed=1, n_samples=4000, proposal=proposal,
+                                              defensive=a, return_stderr=True)
+        err = est - exact
+        assert np.all(np.abs(err) < 4 * se_d), (a, np.max(np.abs(err) / se_d))
+        assert abs(err.mean()) < 4 * math.sqrt(np.sum(se_d ** 2)) / len(se_d)
+
+
+def test_defensive_proposal_with_the_encoder_and_chunks():
+    # the encoder path and the (K + 1)-normals-per-sample streams: chunk sizes do not change values
+    model, params, x, proposal = linear_gaussian()[:3] + (None,)
+    a = importance_log_likelihood(model, params, x[:7], seed=3, n_samples=50, defensive=0.2)
+    b = importance_log_likelihood(model, params, x[:7], seed=3, n_samples=50, defensive=0.2, point_chunk=2,
+                                  sample_chunk=7)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # an exact-posterior proposal with a = 0 gives constant weights; with a > 0 it stays unbiased
+    model, params, x, log_px, A, c, v = linear_gaussian()
+    q = with_encoder(model, params, A, c, v)
+    est, se = importance_log_likelihood(model, q, x, seed=4, n_samples=2000, defensive=0.3, return_stderr=True)
+    assert np.all(np.abs(est - log_px) < 4 * se)

@@ -91,7 +91,27 @@ def test_bad_inputs():
         smooth_knn_statistic(a, a, [])
     with pytest.raises(TypeError, match="alphas must be a non-empty sequence"):
         smooth_knn_statistic(a, a, 1.0)
-    with pytest.raises(ValueError, match="sample1 must be 2-dimensional"):
+    with pytest.raises(ValueError, match="sample1 must have at least 2 dimensions"):
         smooth_knn_statistic(np.zeros(5), a, ALPHAS)
+    with pytest.raises(ValueError, match="leading axes of sample1 \\(3,\\) and sample2 \\(4,\\) must broadcast"):
+        smooth_knn_statistic(np.zeros((3, 5, 2)), np.zeros((4, 5, 2)), ALPHAS)
     with pytest.raises(ValueError, match="sample2 must be finite"):
         smooth_knn_statistic(a, np.full((5, 2), np.inf), ALPHAS)
+
+
+def test_leading_axes_are_independent_tests():
+    # a batch of tests (e.g. yacoby2020's 20000 repetitions) equals the tests one by one,
+    # and a single 2-D sample broadcasts against a batch
+    rng = np.random.default_rng(5)
+    s1, s2 = rng.standard_normal((3, 4, 6, 2)), rng.standard_normal((3, 4, 7, 2)) + 0.5
+    batch = smooth_knn_statistic(s1, s2, ALPHAS)
+    assert batch.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            assert batch[i, j] == pytest.approx(smooth_knn_statistic(s1[i, j], s2[i, j], ALPHAS), rel=1e-12, abs=1e-12)
+    one = smooth_knn_statistic(s1, s2[0, 0], ALPHAS)
+    assert one.shape == (3, 4)
+    assert one[2, 1] == pytest.approx(smooth_knn_statistic(s1[2, 1], s2[0, 0], ALPHAS), rel=1e-12, abs=1e-12)
+    M = soft_nn_matrix(np.concatenate([s1, s2], axis=-2), ALPHAS)
+    assert M.shape == (3, 4, 13, 13)
+    np.testing.assert_allclose(M[1, 2], soft_nn_matrix(np.concatenate([s1[1, 2], s2[1, 2]]), ALPHAS), rtol=1e-13)
