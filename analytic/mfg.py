@@ -50,7 +50,10 @@ def best_fit(mean, cov):
     the reverse-KL fit under-covers a correlated target.
     """
     mean = _checks.array("mean", mean, ndim=1)
-    cov = _checks.spd_matrix("cov", cov, d=mean.shape[0])
+    cov = _checks.spd_matrix("cov", cov)
+    if mean.shape[0] != cov.shape[0]:
+        raise ValueError(f"mean must have shape (K,) = ({cov.shape[0]},) to match cov of shape {cov.shape}, "
+                         f"got {mean.shape}")
     U = _precision_factor(cov)
     return MeanField(mean.copy(), 1.0 / np.sum(U * U, axis=1))
 

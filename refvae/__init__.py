@@ -10,11 +10,12 @@ lin, libi, encoders), metrics, datasets -> experiments, verify and the command l
 ``refvae.testing`` (hypothesis strategies and gradient assertions for your own layers) needs
 the test extra and is imported on its own.
 """
-from .backend import asarray, get_backend, set_backend, to_device, to_host, use_backend
+from .backend import (asarray, blas_threads, get_backend, get_dtype, set_backend, set_dtype, to_device, to_host,
+                      use_backend, use_dtype)
 from .distributions import gaussian_log_prob, kl_std_normal, reparameterize
 from .gradcheck import assert_grad, check_grad
-from .layers import (CholeskyLinear, Cube, LeakyReLU, Linear, ReLU, ResidualBlock, Sequential, Shift, Sigmoid,
-                     Softplus, SoftThreshold, Tanh, mlp)
+from .layers import (CholeskyLinear, Cube, Elementwise, Layer, LeakyReLU, Linear, ReLU, ResidualBlock, Sequential,
+                     Shift, Sigmoid, Softplus, SoftThreshold, Tanh, mlp)
 from .objectives import Autoencoder, GaussianDecoder, GaussianVAE
 from .optim import SGD, Adam
 from .train import (CheckpointError, Divergence, FitResult, TrainingDiverged, TrainingInterrupted, divergence_policy,

@@ -173,15 +173,21 @@ def normal(rng: np.random.Generator, shape) -> object:
     return asarray(rng.standard_normal(shape))
 
 
-def make_rng(seed) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from an int seed, a SeedSequence or a Generator (returned as is)."""
+def make_rng(seed, name="seed") -> np.random.Generator:
+    """A ``numpy.random.Generator`` from an int seed >= 0, a SeedSequence or a Generator (returned as is).
+
+    ``name`` is the caller's argument name, used in the error messages (``"rng"`` for a method whose
+    argument is called ``rng``).
+    """
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None:
-        raise ValueError("seed must be given explicitly (an int or a numpy.random.Generator); "
+        raise ValueError(f"{name} must be given explicitly (an int or a numpy.random.Generator); "
                          "refvae never draws from global random state")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer, np.random.SeedSequence)):
-        raise TypeError(f"seed must be an int, SeedSequence or numpy.random.Generator, got {type(seed).__name__}")
+        raise TypeError(f"{name} must be an int, SeedSequence or numpy.random.Generator, got {type(seed).__name__}")
+    if not isinstance(seed, np.random.SeedSequence) and seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer (NumPy seeds are >= 0), got {int(seed)}")
     return np.random.default_rng(seed)
 
 

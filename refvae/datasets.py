@@ -6,9 +6,9 @@ gives bitwise the same data. Each data set carries its data-generating model as 
 ``GroundTruth``, so that log p(x) and p(z | x) are exact: closed form for the linear-Gaussian
 sets (docs/math.md 4.1), quadrature for the 1-D-latent ones (``refvae.metrics.quadrature``).
 
-Definitions follow docs/math.md 4.1 (yacoby2020, exact constants) and docs/math.md 5 (yacoby2021, dai2020,
-003, whose appendices are lost: these are our definitions, each choice documented in the
-generator's docstring). Every latent is standard normal, z ~ N(0, I_K); observation noise is
+Definitions follow docs/math.md 4.1 (yacoby2020, exact constants) and docs/math.md 5 (yacoby2021,
+dai2020, berger2020; yacoby2021's appendices and berger2020's equations are lost from the text we
+have, so these are our definitions, each choice documented in the generator's docstring). Every latent is standard normal, z ~ N(0, I_K); observation noise is
 Gaussian and diagonal with Var[x_j | z] = ``sigma2`` (a variance, never a standard
 deviation; docs/math.md 0). Default noise variance 0.01 unless docs/math.md or a paper says otherwise.
 
@@ -857,7 +857,11 @@ def soft_threshold_axis(n, seed, *, data_dim=2, scale=1.0):
 
 
 def random_rotation(dim, seed):
-    """A Haar-distributed orthogonal matrix (dim, dim): QR of a Gaussian matrix, signs fixed."""
+    """A Haar-distributed orthogonal matrix (dim, dim): QR of a Gaussian matrix, signs fixed.
+
+    dim : int >= 1; seed : int >= 0, SeedSequence or numpy.random.Generator.
+    """
+    dim = _checks.integer("dim", dim, min_value=1)
     g = make_rng(seed).standard_normal((dim, dim))
     q, r = np.linalg.qr(g)
     return q * np.sign(np.diag(r))

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _checks
-from .backend import sum_to_shape, to_host, xp_of
+from .backend import make_rng, sum_to_shape, to_host, xp_of
 
 
 @dataclass
@@ -80,8 +80,9 @@ def check_grad(fun, params, *, keys=None, h=1e-4, rtol=1e-6, floor=None, max_ent
     Parameters
     ----------
     fun : callable, params -> (value, grads) [extra return values are ignored].
-    params : dict of float64 arrays.
-    keys : keys to check (default: all keys present in the returned grads).
+    params : dict of finite float64 arrays.
+    keys : keys to check: a sequence of keys, or one key as a str (default: all keys present in
+        the returned grads).
     h : finite-difference step.
     rtol : tolerance on the relative error.
     floor : derivative scale below which errors are judged absolutely (default: the
@@ -101,6 +102,14 @@ def check_grad(fun, params, *, keys=None, h=1e-4, rtol=1e-6, floor=None, max_ent
     for k, v in params.items():
         if getattr(v, "dtype", None) != np.float64:
             raise TypeError(f"params[{k!r}] must be float64 for a gradient check, got {getattr(v, 'dtype', type(v))}")
+        if not bool(xp_of(v).isfinite(v).all()):
+            raise ValueError(f"params[{k!r}] must be finite for a gradient check (found NaN or inf): finite "
+                             f"differences at a non-finite point mean nothing")
+    if keys is not None:
+        if isinstance(keys, str):                # one key, as ``only`` takes one prefix
+            keys = [keys]
+        elif not hasattr(keys, "__iter__"):
+            raise TypeError(f"keys must be None, a key (str) or a sequence of keys, got {type(keys).__name__}")
     h = _checks.scalar("h", h, positive=True)
     rtol = _checks.scalar("rtol", rtol, positive=True)
     floor = None if floor is None else _checks.scalar("floor", floor, positive=True)
@@ -108,7 +117,7 @@ def check_grad(fun, params, *, keys=None, h=1e-4, rtol=1e-6, floor=None, max_ent
     n_directions = _checks.integer("n_directions", n_directions, min_value=0)
     if max_entries == 0 and n_directions == 0:
         raise ValueError("max_entries and n_directions are both 0: nothing would be checked")
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     out = fun(params)
     if not isinstance(out, tuple) or len(out) < 2 or not isinstance(out[1], dict):
         raise TypeError("fun(params) must return (value, grads) with grads a dict of arrays")

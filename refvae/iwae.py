@@ -39,6 +39,14 @@ class IWAE:
 
     The loss is -L_S(x) averaged over the batch (shape (R,) with a restarts axis). Terms:
     ``bound`` (mean L_S), ``sigma2`` (mean observation variance).
+
+    Attributes
+    ----------
+    vae : the wrapped GaussianVAE; ``latent_dim``, ``data_dim`` : its K and d.
+
+    ``value_and_grad`` and ``bound`` check their inputs as ``GaussianVAE.value_and_grad`` does
+    (keys, shapes, dtypes, the range of ``dec.obs_logvar``), without scanning parameter values: a
+    NaN parameter gives a NaN loss, which trainers report as a divergence (``refvae.objectives``).
     """
 
     def __init__(self, vae, n_samples=5):
@@ -48,6 +56,17 @@ class IWAE:
             raise ValueError(f"vae.beta must be 1 for the IWAE bound (it has no KL weight), got {vae.beta}")
         self.vae = vae
         self.n_samples = _checks.integer("n_samples", n_samples, min_value=1)
+
+    # read through to the VAE (properties, so a checkpoint's description of the model is unchanged)
+    @property
+    def latent_dim(self):
+        """K, the wrapped VAE's latent dimension."""
+        return self.vae.latent_dim
+
+    @property
+    def data_dim(self):
+        """d, the wrapped VAE's data dimension."""
+        return self.vae.data_dim
 
     def init(self, rng, restarts=None):
         """Fresh parameters of the wrapped ``GaussianVAE``."""
@@ -60,6 +79,7 @@ class IWAE:
 
     def _check(self, params, x, noise):
         _checks.params_like(params, _template(self.vae))
+        self.vae.gen.check_params(params)
         x = _checks.array("x", x, min_ndim=2, last_dim=self.vae.data_dim)
         noise = _checks.array("noise", noise)
         lead = np.broadcast_shapes(tuple(x.shape[:-2]), _restart_shape(params, _template(self.vae)))

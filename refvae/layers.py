@@ -17,6 +17,12 @@ leading **restarts axis** R (``W`` of shape (R, n_in, n_out), ``b`` of shape (R,
 R independent models run as one array program; the model without that axis is the same
 code. Extra leading axes of the input (Monte Carlo samples, say) are summed out of the
 parameter gradients by ``sum_to_shape``.
+
+Validation. Constructors, ``init`` and ``mlp`` check their arguments (a clear error naming the
+argument before any work). ``forward``, ``backward`` and ``param_grads`` deliberately do not:
+they are the inner loop of every objective, which validates its own inputs (parameters, data,
+noise) once per call before running its layers, so a layer called directly with a wrong shape
+or a missing key gets NumPy's error (or a ``KeyError``), not a message naming the argument.
 """
 from __future__ import annotations
 
@@ -292,12 +298,13 @@ ACTIVATIONS = {"identity": Identity, "relu": ReLU, "leaky_relu": LeakyReLU, "tan
                "sigmoid": Sigmoid, "softplus": Softplus, "cube": Cube}
 
 
-def activation(spec):
-    """An activation layer from a name in ``ACTIVATIONS`` or a layer instance."""
+def activation(spec, name="activation"):
+    """An activation layer from a name in ``ACTIVATIONS`` or a layer instance (``name``: the
+    caller's argument, for the error message)."""
     if isinstance(spec, Layer):
         return spec
-    if spec not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or a Layer, got {spec!r}")
+    if not isinstance(spec, str) or spec not in ACTIVATIONS:
+        raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)} or a Layer, got {spec!r}")
     return ACTIVATIONS[spec]()
 
 
@@ -388,6 +395,18 @@ class ResidualBlock(Layer):
         return f"ResidualBlock({self.n_in})"
 
 
+def _widths(name, sizes, example):
+    """``sizes`` as a list of int widths >= 1; errors name ``name`` (``name[i]`` for an entry)."""
+    try:
+        if isinstance(sizes, (str, bytes)):
+            raise TypeError
+        sizes = list(sizes)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of int widths ({example}), "
+                        f"got {type(sizes).__name__} {sizes!r}") from None
+    return [_checks.integer(f"{name}[{i}]", s, min_value=1) for i, s in enumerate(sizes)]
+
+
 def mlp(sizes, activation_="tanh", final_activation=None, residual=False):
     """Build a multilayer perceptron.
 
@@ -397,10 +416,15 @@ def mlp(sizes, activation_="tanh", final_activation=None, residual=False):
     activation_ : name or Layer used after every hidden affine map.
     final_activation : optional name or Layer applied to the output.
     residual : if True, every hidden -> hidden map of equal width is a ``ResidualBlock``.
+
+    Both activations are checked up front, also when no hidden layer would use ``activation_``.
     """
-    sizes = [_checks.integer(f"sizes[{i}]", s, min_value=1) for i, s in enumerate(sizes)]
+    sizes = _widths("sizes", sizes, "n_in, h_1, ..., n_out")
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least an input and an output size, got {sizes}")
+    activation(activation_)                   # a bad name fails here even with no hidden layer
+    if final_activation is not None:
+        activation(final_activation, "final_activation")
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2

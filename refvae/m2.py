@@ -238,7 +238,7 @@ class M2:
         ----------
         y : int class, or a 1-D integer array of m classes.
         n : int >= 1, samples per class.
-        rng : numpy.random.Generator.
+        rng : int seed >= 0, SeedSequence or numpy.random.Generator (``refvae.backend.make_rng``).
 
         Returns
         -------
@@ -252,8 +252,7 @@ class M2:
             raise ValueError(f"y must be a class index or a non-empty 1-D array of them, got shape {ys.shape}")
         if ys.min() < 0 or ys.max() >= self.n_classes:
             raise ValueError(f"y must hold class indices in 0..{self.n_classes - 1}, got {ys.tolist()}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        rng = make_rng(rng, "rng")
         R = _restart_shape(params, _template(self))
         z = normal(rng, (ys.size,) + R + (n, self.latent_dim))
         xp = xp_of(z)
@@ -350,6 +349,7 @@ class M2:
         grads : dict like ``params``.
         """
         _checks.params_like(params, _template(self))
+        self.gen.check_params(params)
         x = self._check_x(x)
         batch = x.shape[-2]
         labels = self._check_labels(labels, batch)

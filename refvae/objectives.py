@@ -15,6 +15,16 @@ shapes of ``params``; with a restarts axis each restart's gradient is that of it
 them once and calls it thousands of times with inputs it built itself (``fit``) may call
 ``value_and_grad_unchecked``: the same computation, the same numbers, without the checks.
 
+What ``value_and_grad`` checks of ``params``: the model's keys, shapes and float dtypes, and that a
+learned observation log-variance ``dec.obs_logvar`` lies within +-``logvar_bound(dtype)`` (708.4 in
+float64), so that the variance exp(obs_logvar) neither underflows to 0 nor overflows. It does
+not scan the other values: a NaN or inf parameter gives a non-finite loss, deliberately. Scanning
+every entry would cost every call, and the trainers rely on that non-finite loss: they check
+parameter values once at entry (``fit(params=...)`` names a NaN entry), then read a non-finite
+loss as a divergence and report its step and quantity with the last finite state
+(``refvae.train.TrainingDiverged``), also in the loops that call ``value_and_grad`` every step
+(schedules, ``refvae.lin``); a ``ValueError`` raised here would replace that report.
+
 The computation runs in the parameters' float type: ``x`` and ``noise`` are cast to it, so a
 model initialised under ``refvae.backend.use_dtype("float32")`` computes in float32.
 """
@@ -26,12 +36,34 @@ from collections import namedtuple
 import numpy as np
 
 from . import _checks
-from .backend import asarray, make_rng, mean, sum_to_shape, xp_of
+from .backend import asarray, make_rng, mean, sum_to_shape, to_host, xp_of
 from .distributions import (gaussian_log_prob, kl_sample, kl_sample_backward, kl_std_normal, reparameterize,
                             reparameterize_backward)
-from .layers import Layer, _sub, mlp
+from .layers import Layer, _sub, _widths, mlp
 
 OBS_MODES = ("fixed", "scalar", "vector", "decoder")
+
+# A variance s2 is usable when s2 and 1 / s2 are both normal (not subnormal, not infinite) floats:
+# s2 in [tiny, 1 / tiny], i.e. |log s2| <= -log(tiny) (708.4 in float64, 87.3 in float32).
+SIGMA2_MIN = float(np.finfo(np.float64).tiny)
+SIGMA2_MAX = 1.0 / SIGMA2_MIN
+
+
+def logvar_bound(dtype):
+    """Largest |log-variance| whose variance and inverse variance are normal numbers of ``dtype``."""
+    return -math.log(float(np.finfo(dtype).tiny))
+
+
+_LOGVAR_BOUNDS = {np.dtype(t): logvar_bound(t) for t in (np.float64, np.float32)}
+
+
+def _check_sigma2(name, sigma2):
+    """A variance: a finite float in [SIGMA2_MIN, SIGMA2_MAX] (see ``logvar_bound``)."""
+    sigma2 = _checks.scalar(name, sigma2, positive=True)
+    if not SIGMA2_MIN <= sigma2 <= SIGMA2_MAX:
+        raise ValueError(f"{name} must lie in [{SIGMA2_MIN:.3g}, {SIGMA2_MAX:.3g}] (a float64 variance that is "
+                         f"not subnormal and whose inverse is finite), got {sigma2!r}")
+    return sigma2
 
 
 _DecoderCache = namedtuple("_DecoderCache", "layers mean obs_logvar dmean dlv")
@@ -100,7 +132,7 @@ class GaussianDecoder:
         self.n_in = _checks.integer("n_in", n_in, min_value=1)
         self.data_dim = _checks.integer("data_dim", data_dim, min_value=1)
         self.obs = _checks.choice("obs", obs, OBS_MODES)
-        self.sigma2 = _checks.scalar("sigma2", sigma2, positive=True)
+        self.sigma2 = _check_sigma2("sigma2", sigma2)
         _check_widths("decoder", decoder, self.n_in, 2 * self.data_dim if obs == "decoder" else self.data_dim)
         self.decoder = decoder
 
@@ -124,7 +156,26 @@ class GaussianDecoder:
             return None
         if self.obs != "fixed":
             raise ValueError(f"sigma2 can be set per call only for obs='fixed', not obs={self.obs!r}")
-        return _checks.scalar("sigma2", sigma2, positive=True)
+        return _check_sigma2("sigma2", sigma2)
+
+    def check_params(self, params, name="params"):
+        """Refuse a learned ``dec.obs_logvar`` whose variance under- or overflows (``logvar_bound``).
+
+        O(size of ``dec.obs_logvar``): one reduction over (R?, 1) or (R?, d) numbers. A NaN or inf
+        entry passes (it gives a non-finite loss, which trainers report as a divergence); a
+        finite one beyond the bound is an error. Call it after ``_checks.params_like``.
+        """
+        lv = params.get("dec.obs_logvar") if self.obs in ("scalar", "vector") else None
+        if lv is None or not lv.size:
+            return
+        bound = _LOGVAR_BOUNDS.get(lv.dtype) or logvar_bound(lv.dtype)
+        worst = float(to_host(abs(lv).max()))
+        if bound < worst < math.inf:
+            host = np.asarray(to_host(lv), dtype=np.float64)
+            bad = host[np.isfinite(host) & (np.abs(host) > bound)]
+            raise ValueError(f"{name}['dec.obs_logvar'] (an observation log-variance) must lie within "
+                             f"+-{bound:.1f}, where the variance exp(obs_logvar) of dtype {lv.dtype} neither "
+                             f"underflows to 0 nor overflows, got {bad[np.argmax(np.abs(bad))]:g}")
 
     def _observation(self, params, out, sigma2):
         d = self.data_dim
@@ -229,7 +280,7 @@ class GaussianVAE:
         """MLP encoder and decoder with the given hidden widths (``hidden=()``: affine maps)."""
         data_dim = _checks.integer("data_dim", data_dim, min_value=1)
         latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
-        hidden = tuple(hidden)
+        hidden = tuple(_widths("hidden", hidden, "e.g. (64, 64), or () for affine maps"))
         dec_out = 2 * data_dim if obs == "decoder" else data_dim
         enc = mlp((data_dim, *hidden, 2 * latent_dim), activation, residual=residual)
         dec = mlp((latent_dim, *hidden[::-1], dec_out), activation, residual=residual)
@@ -291,8 +342,17 @@ class GaussianVAE:
         -------
         loss : scalar, or (R,) with a restarts axis.
         grads : dict like ``params``.
+
+        Raises
+        ------
+        ValueError, TypeError : naming the argument, before any work: ``params`` without the
+            model's keys, shapes or float dtypes, or with ``dec.obs_logvar`` beyond
+            ``logvar_bound``; ``x`` or ``noise`` of the wrong shape, or not finite real numbers;
+            an invalid ``beta`` or ``sigma2``. Parameter values are not scanned (see the module
+            docstring): a NaN parameter gives a NaN loss.
         """
         _checks.params_like(params, _template(self))
+        self.gen.check_params(params)
         x = _checks.array("x", x, min_ndim=2, last_dim=self.data_dim)
         beta = self.beta if beta is None else _checks.scalar("beta", beta, nonneg=True)
         self.gen.check_sigma2(sigma2)
@@ -383,7 +443,7 @@ class Autoencoder:
         """MLP encoder and decoder with the given hidden widths (``hidden=()``: the linear autoencoder)."""
         data_dim = _checks.integer("data_dim", data_dim, min_value=1)
         latent_dim = _checks.integer("latent_dim", latent_dim, min_value=1)
-        hidden = tuple(hidden)
+        hidden = tuple(_widths("hidden", hidden, "e.g. (64, 64), or () for affine maps"))
         return cls(mlp((data_dim, *hidden, latent_dim), activation, residual=residual),
                    mlp((latent_dim, *hidden[::-1], data_dim), activation, residual=residual),
                    latent_dim, data_dim)

@@ -18,6 +18,8 @@ per key. ``update`` (the readable one, ``_step``) is the reference the tests hol
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from . import _checks
 from .backend import xp_of
 
@@ -28,6 +30,9 @@ _CHUNK = 1 << 15        # entries per operation in ``update_inplace`` (a few suc
 class _Optimizer:
     def __init__(self, lr, group_lr):
         self.lr = _checks.scalar("lr", lr, positive=True)
+        if group_lr is not None and not isinstance(group_lr, Mapping):
+            raise TypeError(f"group_lr must be None or a dict key prefix -> learning rate, e.g. {{'enc.': 1e-4}}, "
+                            f"got {type(group_lr).__name__} {group_lr!r}")
         group_lr = dict(group_lr or {})
         for prefix, value in group_lr.items():
             if not isinstance(prefix, str):
@@ -63,6 +68,11 @@ class _Optimizer:
         selected = list(params) if only is None else [k for k in params if self._selected(k, only)]
         if only is not None and not selected:
             raise ValueError(f"only={only} selects none of the parameters {sorted(params)}")
+        need = params.keys() if only is None else set(selected)
+        for slot in self._state_trees:           # a state made for other parameters fails here (~1 us, in C)
+            tree = state.get(slot)
+            if not isinstance(tree, dict) or not tree.keys() >= need:
+                self._state_mismatch(selected, state, slot)
         missing = [k for k in selected if k not in grads]
         if missing:
             raise KeyError(f"grads has no entry for parameters {missing}")
@@ -71,6 +81,25 @@ class _Optimizer:
                 want, got = tuple(getattr(params[k], "shape", ())), tuple(getattr(grads[k], "shape", ()))
                 raise ValueError(f"grads[{k!r}] must have the shape of params[{k!r}] {want}, got {got}")
         return selected
+
+    def _check_params(self, params):
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        return params
+
+    @staticmethod
+    def _state_mismatch(keys, state, slot):
+        """Raise for a ``state`` whose ``state[slot]`` is not a dict holding every key of ``keys``."""
+        tree = state.get(slot)
+        if not isinstance(tree, dict):
+            raise TypeError(f"state must be this optimiser's init(params): a dict whose state[{slot!r}] is a dict "
+                            f"of per-key entries, got state[{slot!r}] = {type(tree).__name__} (state has keys "
+                            f"{sorted(map(str, state))})")
+        missing = [k for k in keys if k not in tree]
+        extra = sorted(set(tree) - set(keys))
+        raise KeyError(f"state[{slot!r}] has no entry for parameters {missing}"
+                       + (f" (it has {extra[:8]}{' ...' if len(extra) > 8 else ''})" if extra else "")
+                       + ": state must come from this optimiser's init(params) for these parameters")
 
     def update(self, params, grads, state, only=None):
         """One step on the keys selected by ``only`` (all by default); returns new (params, state).
@@ -119,8 +148,11 @@ class SGD(_Optimizer):
         self.momentum = _checks.scalar("momentum", momentum, low=0.0, high=1.0)
 
     _slots = ("v",)
+    _state_trees = _slots
 
     def init(self, params):
+        """Fresh state for ``params`` (a dict of arrays): ``{"v": zeros like each}``."""
+        self._check_params(params)
         return {"v": {k: 0.0 * v for k, v in params.items()}}
 
     def _step(self, k, p, g, state):
@@ -152,8 +184,11 @@ class Adam(_Optimizer):
         self.eps = _checks.scalar("eps", eps, positive=True)
 
     _slots = ("m", "v")
+    _state_trees = ("m", "v", "t")
 
     def init(self, params):
+        """Fresh state for ``params`` (a dict of arrays): zero moments ``m``, ``v`` and step counts ``t``."""
+        self._check_params(params)
         return {"m": {k: 0.0 * v for k, v in params.items()},
                 "v": {k: 0.0 * v for k, v in params.items()},
                 "t": {k: 0 for k in params}}

@@ -167,10 +167,11 @@ def _params_strategy(obj, params, R, scale):
 
 def _settings(max_examples, shrink):
     """No shrinking by default: every candidate is a full gradient check, and a wrong gradient is
-    usually wrong at the first example drawn, which is reported as it is."""
+    usually wrong at the first example drawn, which is reported as it is. No example database:
+    a user's script that calls a check leaves no .hypothesis/ folder behind."""
     phases = tuple(Phase) if shrink else tuple(p for p in Phase if p != Phase.shrink)
     return settings(max_examples=_checks.integer("max_examples", max_examples, min_value=1), deadline=None,
-                    phases=phases)
+                    phases=phases, database=None)
 
 
 def check_layer_gradients(layer, *, restarts=restarts(), batch=st.integers(1, 4), width=st.integers(1, 4),

@@ -10,8 +10,8 @@ maximum-likelihood covariance S = (1/n) sum_i (z_i - zbar)(z_i - zbar)^T (diviso
                + (1 + 2 beta^2)^(-p/2) ].
 
 HZ is affine invariant (it only sees the z_i through S^-1), so its gradient with respect to
-the samples sums to zero over i and satisfies sum_i grad_i z_i^T = 0. LiBI (docs/math.md 2.4, seed
-004 Sec. 2 and App. D) penalises exp(HZ / eps_HZ) of the codes h(x_n); ``hz_value_and_grad``
+the samples sums to zero over i and satisfies sum_i grad_i z_i^T = 0. LiBI (docs/math.md 2.4,
+yacoby2020 Sec. 2 and App. D) penalises exp(HZ / eps_HZ) of the codes h(x_n); ``hz_value_and_grad``
 supplies the hand-written gradient through zbar and S^-1 that it needs.
 
 Implementation. With centred samples C (rows c_i = z_i - zbar), P = S^-1 and the Gram matrix

@@ -97,7 +97,7 @@ def encoder_mutual_information(model, params, x, *, seed, n_samples=None):
     model : an objective with ``encode(params, x) -> (mu, logvar)`` (``GaussianVAE``,
         ``refvae.encoders.PerPointVAE``).
     params : its parameter dict (restarts axis allowed).
-    x : (N, d) data (for ``PerPointVAE``: rows augmented with their index, ``with_index``).
+    x : (N, d) data, N >= 2 (for ``PerPointVAE``: rows augmented with their index, ``with_index``).
     seed : int or numpy Generator for the samples of z.
     n_samples : samples per point (default one, noise without a sample axis).
 
@@ -106,6 +106,9 @@ def encoder_mutual_information(model, params, x, *, seed, n_samples=None):
     array () or (R,), see ``mutual_information``.
     """
     x = _checks.array("x", x, ndim=2)
+    if x.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 points (taken as one batch, they form the aggregate "
+                         f"posterior), got {x.shape[0]}")
     n_samples = _checks.integer("n_samples", n_samples, min_value=1, allow_none=True)
     rng = make_rng(seed)
     mu, logvar = model.encode(params, x)

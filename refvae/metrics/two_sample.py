@@ -6,7 +6,7 @@ the two samples u_1..u_n (n = n1 + n2, the first n1 from sample 1) and form
     D_ij = sqrt(1e-5 + ||u_i - u_j||^2),
     M_ij = softmax_{j != i}(-a D_ij)      (row i: a soft choice of u_i's nearest neighbour),
 
-averaged over a list of inverse temperatures a (``alphas``; docs/math.md calls them temperatures:
+averaged over a list of inverse temperatures a (``alphas``, docs/math.md 3.6:
 larger a means a harder nearest-neighbour choice). T = sum of M_ij over cross-sample pairs
 (i and j in different samples, both orders). Under the permutation null (the labels carry no
 information) T has

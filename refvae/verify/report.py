@@ -179,7 +179,8 @@ def _mean_sd(values):
 
 def _field(label, text, max_lines):
     """``label: text`` wrapped to the console width in at most ``max_lines`` lines."""
-    return textwrap.wrap(f"{label:8s}{text}", WIDTH, initial_indent="    ", subsequent_indent=" " * 12,
+    head = f"{label:8s}" if len(label) < 8 else f"{label} "     # a long label keeps one space
+    return textwrap.wrap(head + text, WIDTH, initial_indent="    ", subsequent_indent=" " * 12,
                          max_lines=max_lines, placeholder=" ...")
 
 

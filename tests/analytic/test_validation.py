@@ -43,7 +43,9 @@ CASES = [
     (linear_gaussian.vae_objective, (W, 1.0, -np.eye(3)), ValueError, "data_cov must be positive definite"),
     # mfg
     (mfg.best_fit, (np.zeros(2), np.array([[1.0, 2.0], [2.0, 1.0]])), ValueError, "cov must be positive definite"),
-    (mfg.best_fit, (np.zeros(3), S2), ValueError, r"cov must have shape \(3, 3\)"),
+    (mfg.best_fit, (np.zeros(3), S2), ValueError, r"mean must have shape \(K,\) = \(2,\) to match cov of shape "
+                                                  r"\(2, 2\), got \(3,\)"),
+    (mfg.best_fit, (np.zeros((1, 2)), S2), ValueError, "mean must be 1-dimensional"),
     (mfg.min_kl, (np.ones((2, 3)),), ValueError, "cov must be square"),
     (mfg.min_kl, (np.array([[1.0, np.nan], [np.nan, 1.0]]),), ValueError, "cov must be finite"),
     (mfg.kl_diag, (np.zeros(2), [1.0, 0.0], np.zeros(2), S2), ValueError, "q_var must be positive"),

@@ -1,5 +1,7 @@
 """Inputs that used to be accepted silently (or crashed unhelpfully) get an error naming the argument,
 what was expected and what came, before any work."""
+import re
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,172 @@ def test_importance_log_likelihood_accepts_an_iwae_as_its_vae():
     a = importance_log_likelihood(iwae, P, X, seed=1, n_samples=16)
     b = importance_log_likelihood(MODEL, P, X, seed=1, n_samples=16)
     np.testing.assert_array_equal(a, b)
+
+
+# -- objectives: observation variance in range, hidden widths, NaN parameters (refvae.objectives) ------
+@pytest.mark.parametrize("value", [-800.0, 800.0, -709.0])
+def test_an_obs_logvar_whose_variance_under_or_overflows_is_named(value):
+    bad = replaced("dec.obs_logvar", np.array([value]))
+    message = r"params\['dec.obs_logvar'\] .* must lie within \+-708.4.* got " + f"{value:g}"
+    with pytest.raises(ValueError, match=message):
+        MODEL.value_and_grad(bad, X, NOISE)
+    with pytest.raises(ValueError, match=message):
+        IWAE(MODEL).value_and_grad(bad, X, NOISE[None])
+    steps = []
+    with pytest.raises(ValueError, match=message):            # fit's first step, before any update
+        fit(MODEL, bad, X, steps=3, seed=0, callback=lambda *a: steps.append(1))
+    assert steps == []
+
+
+def test_obs_logvar_bound_per_restart_and_dimension_and_its_edge():
+    model = GaussianVAE.from_sizes(2, 1, (4,), obs="vector")
+    p = model.init(0, restarts=3)
+    lv = p["dec.obs_logvar"].copy()
+    lv[2, 1] = -750.0
+    with pytest.raises(ValueError, match=r"params\['dec.obs_logvar'\] .* got -750"):
+        model.value_and_grad({**p, "dec.obs_logvar": lv}, X, np.zeros((3, 30, 1)))
+    lv[2, 1] = -700.0                                        # inside the bound: a finite loss
+    loss, _ = model.value_and_grad({**p, "dec.obs_logvar": lv}, X, np.zeros((3, 30, 1)))
+    assert np.isfinite(loss).all()
+
+
+@pytest.mark.parametrize("sigma2", [1e-320, 1e-308, 1e308])
+def test_a_sigma2_that_is_subnormal_or_has_no_finite_inverse_is_refused(sigma2):
+    with pytest.raises(ValueError, match=r"sigma2 must lie in \[2.23e-308, 4.49e\+307\] .* got " + re.escape(repr(sigma2))):
+        GaussianVAE.from_sizes(2, 1, obs="fixed", sigma2=sigma2)
+    fixed = GaussianVAE.from_sizes(2, 1, (4,), obs="fixed")
+    with pytest.raises(ValueError, match=r"sigma2 must lie in .* got " + re.escape(repr(sigma2))):
+        fixed.value_and_grad(fixed.init(0), X, NOISE, sigma2=sigma2)
+
+
+@pytest.mark.parametrize("hidden, error, message", [
+    (5, TypeError, r"hidden must be a sequence of int widths \(e.g. \(64, 64\), or \(\) for affine maps\), got int 5"),
+    ("64", TypeError, "hidden must be a sequence .* got str '64'"),
+    ((0,), ValueError, r"hidden\[0\] must be >= 1, got 0"),
+    ((8, 2.5), TypeError, r"hidden\[1\] must be an integer, got float 2.5"),
+])
+def test_from_sizes_names_a_bad_hidden(hidden, error, message):
+    from refvae.objectives import Autoencoder
+    for build in (GaussianVAE.from_sizes, Autoencoder.from_sizes):
+        with pytest.raises(error, match=message):
+            build(2, 1, hidden)
+
+
+def test_nan_parameters_give_a_nan_loss_that_the_trainers_name():
+    """Deliberate (refvae.objectives docstring): value_and_grad does not scan parameter values; a NaN
+    parameter gives a non-finite loss, which the trainers rely on to report a divergence, and the
+    trainers name a NaN parameter at entry."""
+    bad = replaced("dec.0.b", P["dec.0.b"] * np.nan)
+    assert not np.isfinite(MODEL.value_and_grad(bad, X, NOISE)[0])
+    assert not np.isfinite(IWAE(MODEL).value_and_grad(bad, X, NOISE[None])[0])
+    with pytest.raises(ValueError, match=r"params\['dec.0.b'\] must be finite"):
+        fit(IWAE(MODEL), bad, X, steps=1, seed=0)
+
+
+def test_iwae_exposes_the_dimensions_of_its_vae():
+    iwae = IWAE(GaussianVAE.from_sizes(3, 2, (4,)))
+    assert (iwae.data_dim, iwae.latent_dim) == (3, 2)
+
+
+# -- seeds (refvae.backend.make_rng), M2.sample --------------------------------------------------
+def test_a_negative_seed_is_named():
+    from refvae.backend import make_rng
+    with pytest.raises(ValueError, match="seed must be a non-negative integer .* got -1"):
+        make_rng(-1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer .* got -1"):
+        fit(MODEL, P, X, steps=1, seed=-1)
+
+
+def test_m2_sample_takes_an_int_seed_like_everything_else():
+    from refvae.m2 import M2
+    m2 = M2.from_sizes(2, 1, 2, (3,))
+    p = m2.init(0)
+    for a, b in zip(m2.sample(p, 1, 4, 7), m2.sample(p, 1, 4, np.random.default_rng(7))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="rng must be a non-negative integer .* got -2"):
+        m2.sample(p, 1, 4, -2)
+    with pytest.raises(TypeError, match="rng must be an int, SeedSequence or numpy.random.Generator, got str"):
+        m2.sample(p, 1, 4, "r")
+
+
+# -- optimisers (refvae.optim) ----------------------------------------------------------------------
+@pytest.mark.parametrize("group_lr", ["x", [0.1], 0.1])
+def test_group_lr_must_be_a_dict(group_lr):
+    from refvae.optim import SGD, Adam
+    for opt in (Adam, SGD):
+        with pytest.raises(TypeError, match=r"group_lr must be None or a dict key prefix -> learning rate.* got "
+                                            + type(group_lr).__name__):
+            opt(group_lr=group_lr)
+
+
+def test_update_names_a_state_made_for_other_parameters_before_any_work():
+    from refvae.optim import SGD, Adam
+    grads = {k: np.ones_like(v) for k, v in P.items()}
+    for opt in (Adam(), SGD(momentum=0.5)):
+        other = opt.init({"a": np.ones(2)})
+        with pytest.raises(KeyError, match=r"state\['(m|v)'\] has no entry for parameters \['enc.0.W', .*\] "
+                                           r"\(it has \['a'\]\): state must come from"):
+            opt.update(P, grads, other)
+        with pytest.raises(TypeError, match=r"state\['(m|v)'\] is a dict .* got state\['(m|v)'\] = int"):
+            opt.update(P, grads, {"m": 1, "v": 1, "t": 1})
+        with pytest.raises(TypeError, match="params must be a dict of arrays, got NoneType"):
+            opt.init(None)
+    # a state made for more parameters, or one stepped with ``only`` on its keys, is fine
+    full = Adam().init(P)
+    Adam().update({k: v for k, v in P.items() if k.startswith("enc.")}, grads, full)
+
+
+# -- layers (refvae.layers) -------------------------------------------------------------------------
+def test_mlp_checks_sizes_and_activation_names_up_front():
+    from refvae import layers as L
+    with pytest.raises(TypeError, match="sizes must be a sequence of int widths .* got int 5"):
+        L.mlp(5)
+    with pytest.raises(TypeError, match="sizes must be a sequence of int widths .* got str '23'"):
+        L.mlp("23")
+    with pytest.raises(ValueError, match=r"activation must be one of \[.*'tanh'\] or a Layer, got 'swish'"):
+        L.mlp([2, 3], "swish")                               # no hidden layer would use it
+    with pytest.raises(ValueError, match=r"activation must be one of .* got \['tanh'\]"):
+        L.mlp([2, 3], ["tanh"])
+    with pytest.raises(ValueError, match="final_activation must be one of .* got 'swish'"):
+        L.mlp([2, 3], final_activation="swish")
+
+
+# -- datasets, metrics, gradcheck ------------------------------------------------------------------
+def test_random_rotation_names_dim():
+    from refvae.datasets import random_rotation
+    with pytest.raises(ValueError, match="dim must be >= 1, got 0"):
+        random_rotation(0, 0)
+    with pytest.raises(TypeError, match="dim must be an integer, got float 1.5"):
+        random_rotation(1.5, 0)
+
+
+def test_encoder_mutual_information_names_x_before_encoding():
+    from refvae.metrics.information import encoder_mutual_information
+    calls = []
+
+    class Spy:
+        def encode(self, params, x):
+            calls.append(1)
+            return MODEL.encode(params, x)
+
+    with pytest.raises(ValueError, match="x must hold at least 2 points .* got 1"):
+        encoder_mutual_information(Spy(), P, X[:1], seed=0)
+    assert calls == []
+
+
+def test_check_grad_refuses_nan_parameters_before_calling_fun_and_takes_one_key_as_a_str():
+    from refvae.gradcheck import check_grad
+    calls = []
+
+    def fun(p):
+        calls.append(1)
+        return MODEL.value_and_grad(p, X, NOISE)
+
+    with pytest.raises(ValueError, match=r"params\['dec.0.b'\] must be finite for a gradient check"):
+        check_grad(fun, replaced("dec.0.b", P["dec.0.b"] * np.nan))
+    assert calls == []
+    one = check_grad(fun, P, keys="enc.0.W", n_directions=1)
+    listed = check_grad(fun, P, keys=["enc.0.W"], n_directions=1)
+    assert one.errors == listed.errors and one.worst.startswith("enc.0.W") and one.passed
+    with pytest.raises(TypeError, match="keys must be None, a key .* got int"):
+        check_grad(fun, P, keys=5)

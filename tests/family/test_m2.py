@@ -351,7 +351,7 @@ def test_fit_with_restarts_trains_each_restart_on_its_own_loss(bound):
 
 @pytest.mark.parametrize("R", [None, 3])
 @pytest.mark.parametrize("obs", ["fixed", "scalar", "decoder"])
-def test_sample_shapes_and_sigma2iance(R, obs):
+def test_sample_shapes_and_noise_variance(R, obs):
     """sample(params, y, n, rng): (R?, n, d) for a class, (m, R?, n, d) for m classes, means from
     decode; x - mean has per-coordinate variance s2 (sigma2 for fixed), within 4 se."""
     model = M2.from_sizes(3, 2, 3, (5,), obs=obs, sigma2=0.25)
@@ -438,8 +438,13 @@ def test_bad_inputs_raise_clear_errors():
         model.sample(params, -1, 5, np.random.default_rng(0))
     with pytest.raises(ValueError, match="n must be >= 1"):
         model.sample(params, 0, 0, np.random.default_rng(0))
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
-        model.sample(params, 0, 5, 42)
+    with pytest.raises(TypeError, match="rng must be an int, SeedSequence or numpy.random.Generator"):
+        model.sample(params, 0, 5, "42")
+    learned = M2.from_sizes(2, 1, 3, (4,), obs="scalar")
+    p2 = learned.init(0)
+    bad = {**p2, "dec.obs_logvar": p2["dec.obs_logvar"] - 800.0}      # exp(-800) underflows to 0
+    with pytest.raises(ValueError, match=r"params\['dec.obs_logvar'\] \(an observation log-variance\)"):
+        learned.value_and_grad(bad, x, labels, noise)
     with pytest.raises(ValueError, match="y must be a class index in 0..2"):
         model.decode(params, np.zeros((3, 1)), 3)
     packed = model.packed()

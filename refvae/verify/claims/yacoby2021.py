@@ -24,25 +24,25 @@ from ...objectives import GaussianVAE
 from ...optim import Adam
 from ...train import fit
 from .. import rules
-from ..registry import Outcome, Part, Row, claim
+from ..registry import Outcome, Part, Row, claim, share_limits
 
 
 def _r(a, digits=4):
     return np.round(np.asarray(a, dtype=float), digits).tolist()
 
 
-def _part(statement, comparison, evidence="", holds=None, digits=3):
-    """A Part judged by a ``rules`` comparison (holds unless ``holds`` overrides it)."""
-    ok = comparison.holds if holds is None else holds
-    text = f"{evidence}; " if evidence else ""
-    return Part(statement, bool(ok), f"{text}per-restart differences {rules.fmt_values(comparison.diffs, digits)}",
-                str(comparison))
+#: A Part judged by a ``rules`` comparison (``judged=False`` leaves it not judged: holds None).
+_part = rules.part
 
 
 def _verdict(parts):
-    """'Every part holds.' or 'Does not hold: <the parts that do not>.'"""
-    failed = [p.statement for p in parts if not p.holds]
-    return "Every part holds." if not failed else f"Does not hold: {'; '.join(failed)}."
+    """'Every part holds.', or 'Does not hold: <the parts that do not>.' and/or 'Not judged: <...>.'"""
+    failed = [p.statement for p in parts if p.holds is False]
+    unjudged = [p.statement for p in parts if p.holds is None]
+    if not failed and not unjudged:
+        return "Every part holds."
+    return " ".join(f"{head}: {'; '.join(items)}." for head, items in (("Does not hold", failed),
+                                                                         ("Not judged", unjudged)) if items)
 
 
 def _constant(value, n):
@@ -159,21 +159,32 @@ def _px_rows(res, paper):
     return rows
 
 
+#: The panel of yacoby2021's Fig. 1 that shows each data set.
+_FIG1 = {"figure8": "1a", "circle": "1b", "clusters": "1c", "absolute_value": "1d"}
+
+
 def _px_figure(ctx, results, name):
+    """Samples of the truth and of each method's selected restart, one row per data set; the panels
+    of a row share one scale, so that the learned distributions compare by eye with the truth's."""
     def draw(fig):
         for row, res in enumerate(results):
             labels = ["truth"] + list(res.methods)
+            axes = []
             for col, label in enumerate(labels):
                 ax = fig.add_subplot(len(results), len(labels), row * len(labels) + col + 1)
                 x = res.samples[label]
                 ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
-                title = f"{res.dataset}: {label}"
-                if label != "truth":
-                    title += f" (log p(x) {res.methods[label].test_ll[res.methods[label].selected]:.3f})"
+                if label == "truth":
+                    title = f"{res.dataset}: truth (yacoby2021 Fig. {_FIG1.get(res.dataset, '1')})"
+                else:
+                    m = res.methods[label]
+                    title = f"{res.dataset}: {label}, restart {m.selected} (log p(x) {m.test_ll[m.selected]:.3f})"
                 ax.set_title(title)
                 ax.set_xlabel("x1")
                 ax.set_ylabel("x2")
                 ax.set_aspect("equal")
+                axes.append(ax)
+            share_limits(axes)
     return ctx.figure(name, draw)
 
 
@@ -309,118 +320,273 @@ def vae_matches_iwae_circle_absval(ctx):
 
 # ==================================================================================== Sec. 4.2: noise
 
+#: Fractions of the training budget at which both variances are also read (in the same runs): in
+#: quick, 20% is the last step of the first stage (rate 0.01), 30% lies in the second (rate 0.003).
+SPIRAL_FRACTIONS = (0.2, 0.3, 0.6, 1.0)
+
+
 def _spiral_settings(ctx):
+    """Sizes of ``noise_bias_experiment`` per profile (quick: its defaults). Every schedule spends its
+    last 60% at its smallest rate, so that the settling check's two windows lie well past the last
+    rate cut (the learned variance drops at each cut; see ``noise_bias_experiment``)."""
     return ctx.scale(
-        mini=dict(restarts=2, n_train=64, schedule=((1e-2, 300),), refit_schedule=((1e-2, 100),),
-                  refit_samples=4, closed_form_samples=16),
+        mini=dict(restarts=2, n_train=64, schedule=((1e-2, 80), (3e-3, 60), (1e-3, 210)),
+                  refit_schedule=((1e-2, 60),), refit_samples=2, closed_form_samples=32, snapshot_samples=8),
         quick=dict(restarts=3),
-        full=dict(restarts=10, n_train=2000, schedule=((1e-2, 20000), (3e-3, 10000), (1e-3, 5000)),
-                  refit_schedule=((1e-2, 2000),), refit_samples=64, closed_form_samples=256))
+        full=dict(restarts=10, n_train=2000, schedule=((1e-2, 8000), (3e-3, 8000), (1e-3, 24000)),
+                  refit_schedule=((1e-2, 1000), (1e-3, 1000)), refit_samples=16, closed_form_samples=1024,
+                  snapshot_samples=64))
 
 
-#: Settling rule for the joint learned variance: the mean over the last 10% of the steps within
-#: 2% of the mean over the 10% before (the variance, not the loss: the quantity judged).
+#: Settling rule for both variances (the quantities judged, not the loss): the mean over the last
+#: SETTLE_WINDOW of the steps within SETTLE_RTOL (relative) of the mean over the same number of steps
+#: before. 2% of a variance near 0.01 is 0.0002, a twentieth of the smallest bias the paper reports
+#: (0.004, the refit's).
+SETTLE_WINDOW = 0.1
 SETTLE_RTOL = 0.02
+#: Consecutive batches of the last window whose means give the standard error of the window mean
+#: (batch means: the joint variance remembers ~100 steps through Adam, measured lag-80 correlations
+#: 0.2-0.8, so single steps are far from independent; batches of 1/5 of the window, 200 steps in
+#: quick, are much less so).
+SPIRAL_BATCHES = 5
+
+
+def _window_mean(values, batches=SPIRAL_BATCHES):
+    """Mean over the rows of ``values`` (n, R) per restart and its standard error by batch means."""
+    v = np.asarray(values, dtype=float)
+    means = np.stack([b.mean(axis=0) for b in np.array_split(v, batches)])
+    return v.mean(axis=0), means.std(axis=0, ddof=1) / np.sqrt(batches)
+
+
+def _refit_settled(trajectory):
+    """``rules.settled`` on the refit's recorded trajectory (two windows), each restart's tolerance widened
+    by twice the standard error of its change (batch means of both windows).
+
+    The refit trajectory is an estimate of the quantity (one draw per point of a fresh minibatch after
+    each step, and Theorem 2's value jitters with theta, phi): its window means carry an error of up to
+    about 1% (quick, batch means), so the 2% rule alone calls a stationary refit "moving" now and then
+    (measured at 10000 steps, 9 restarts over seeds 0-2: changes from -0.2% to +2.2%, the largest a
+    rise). The joint trajectory is the learned variance itself and keeps the plain rule.
+    """
+    t = np.asarray(trajectory, dtype=float)
+    w = max(2, int(round(0.5 * t.shape[0])))
+    atol = 2.0 * np.hypot(_window_mean(t[-w:])[1], _window_mean(t[-2 * w:-w])[1])
+    each = [rules.settled(t[:, [r]], window=0.5, rtol=SETTLE_RTOL, atol=float(atol[r])) for r in range(t.shape[1])]
+    plain = rules.settled(t, window=0.5, rtol=SETTLE_RTOL)
+    return rules.Settling(all(e.settled for e in each), [e.settled for e in each], [e.change[0] for e in each],
+                          f"{plain.rule}, plus twice the change's standard error {rules.fmt_values(atol, 5)}")
+
+
+def spiral_parts(res):
+    """The five judged parts of ``spiral_dots_noise`` from a ``NoiseBiasResult``, and what judged them.
+
+    Both variances are judged by their mean over the last window of training (the last
+    ``SETTLE_WINDOW`` of the steps), not at the last step: the minibatch jitter of theta, phi moves
+    Theorem 2's value for the fixed-noise VAE by 2-5% between reads 160 steps apart (quick, rate 1e-3,
+    32 draws per point each), ten times the Monte Carlo error of a 256-draw read, and the jointly
+    learned variance is itself a running average of that jittering residual (Adam), so only window
+    means compare like with like.
+
+    Returns
+    -------
+    parts : list of Part, (1)-(5) of the claim's statement.
+    judged : dict: "refit", "joint" ((R,) window means), "refit_se", "joint_se" (their standard
+        errors), "settle_refit", "settle_joint" (``rules.Settling`` of the refit's and the joint's
+        recorded trajectories), "margin" (the three margins) and "state" (the settling in words).
+    """
+    paper, true = failure_modes.PAPER_NOISE, res.true_noise
+    T, L = res.joint_trajectory.shape[0], res.refit_trajectory.shape[0]
+    settle = rules.settled(res.joint_trajectory, window=SETTLE_WINDOW, rtol=SETTLE_RTOL)
+    # the refit is recorded over the last two windows (record_last = 2 SETTLE_WINDOW): half is one window
+    settle_refit = _refit_settled(res.refit_trajectory)
+    joint, joint_se = _window_mean(res.joint_trajectory[-max(2, int(round(SETTLE_WINDOW * T))):])
+    refit, refit_se = _window_mean(res.refit_trajectory[-max(2, int(round(0.5 * L))):])
+    R = refit.size
+
+    def words(name, st):
+        change = f"last-window change {rules.fmt_values(st.change, 5)}; {st.rule}"
+        return (f"{name} settled ({change})" if st.settled
+                else f"{name} NOT SETTLED (it still moves: {change}), so not judged")
+    state = {"joint": words("joint", settle), "refit": words("refit", settle_refit)}
+    margin = {"refit": 2.0 * float(np.max(refit_se)), "joint": 2.0 * float(np.max(joint_se)),
+              "pair": 2.0 * float(np.max(np.hypot(joint_se, refit_se)))}
+    refit_ev = f"refit {rules.fmt_values(refit, 5)} +- se {rules.fmt_values(refit_se, 5)}; {state['refit']}"
+    joint_ev = f"joint {rules.fmt_values(joint, 5)} +- se {rules.fmt_values(joint_se, 5)}; {state['joint']}"
+    size_refit = rules.matches(refit, _constant(paper["refit"][0], R), 2 * paper["refit"][1])
+    size_joint = rules.matches(joint, _constant(paper["joint"][0], R), 2 * paper["joint"][1])
+    parts = [
+        _part(f"(1) the refitted variance over-estimates the truth (> {true:g})",
+              rules.paired(refit, _constant(true, R), margin=margin["refit"]), refit_ev,
+              judged=settle_refit.settled, digits=5),
+        _part(f"(2) the jointly learned variance over-estimates the truth (> {true:g})",
+              rules.paired(joint, _constant(true, R), margin=margin["joint"]), joint_ev,
+              judged=settle.settled, digits=5),
+        _part("(3) joint training over-estimates more than the refit (joint > refit)",
+              rules.paired(joint, refit, margin=margin["pair"]), f"{joint_ev}; {refit_ev}",
+              judged=settle.settled and settle_refit.settled, digits=5),
+        _part(f"(4) the refit's size: {paper['refit'][0]} +- {paper['refit'][1]} (the paper's '50% over')",
+              size_refit, refit_ev, judged=settle_refit.settled, digits=5),
+        _part(f"(5) the joint's size: {paper['joint'][0]} +- {paper['joint'][1]} (the paper's '100% over')",
+              size_joint, joint_ev, judged=settle.settled, digits=5)]
+    return parts, {"refit": refit, "refit_se": refit_se, "joint": joint, "joint_se": joint_se,
+                   "settle_refit": settle_refit, "settle_joint": settle, "margin": margin, "state": state}
 
 
 @claim("spiral_dots_noise", paper="yacoby2021", kind="empirical",
-       statement="yacoby2021 Sec. 4.2 on Spiral Dots (true noise variance 0.01): with theta, phi trained at the true "
-                 "variance, \"we recompute sigma^2 that maximizes the ELBO for the learned theta, phi\" and, in a "
-                 "second experiment, \"train the ELBO jointly over sigma^2, theta and phi\": \"we get 0.014 +- 0.001 "
-                 "and 0.020 +- 0.003, respectively. The ELBO therefore over-estimates the noise variance by 50% and "
-                 "100%, respectively.\" Judged parts: refit > 0.01 (by more than twice Theorem 2's Monte Carlo "
-                 "error); joint > 0.01; joint > refit (each restart by restart); and the sizes: refit within 2 paper "
-                 "sd (0.002) of 0.014 and joint within 2 paper sd "
-                 "(0.006) of 0.020 in every restart. Parts about the joint variance are judged only on a settled run.",
+       statement="yacoby2021 Sec. 4.2 on Spiral Dots (true noise variance 0.01), \"Theorem 2 implies that the ELBO "
+                 "biases noise variance estimates\": with theta, phi trained at the true variance, \"we recompute "
+                 "sigma^2 that maximizes the ELBO for the learned theta, phi\" and, in a second experiment, \"train "
+                 "the ELBO jointly over sigma^2, theta and phi\": \"we get 0.014 +- 0.001 and 0.020 +- 0.003, "
+                 "respectively. The ELBO therefore over-estimates the noise variance by 50% and 100%, "
+                 "respectively.\" Judged parts, restart by restart, each variance as its mean over the last tenth "
+                 "of training (the refit: Theorem 2's ELBO-optimal variance for the fixed-noise VAE's theta, phi "
+                 "after each step of that tenth): (1) the refit above 0.01 and (2) the jointly learned variance above "
+                 "0.01, (3) the joint above the refit (joint training biases it more), each by more than twice "
+                 "the standard error of the means; (4) the refit within 2 paper sd (0.002) of 0.014 and (5) the "
+                 "joint within 2 paper sd (0.006) of 0.020. A part is judged only when the variances it uses "
+                 "have settled.",
        paper_figure="Sec. 4.2: 0.014 +- 0.001 (refit) and 0.020 +- 0.003 (joint) against a true 0.01")
 def spiral_dots_noise(ctx):
     res = failure_modes.noise_bias_experiment(seed=ctx.rng("spiral_dots_noise"), progress=ctx.progress,
+                                              fractions=SPIRAL_FRACTIONS, record_last=2 * SETTLE_WINDOW,
                                               **_spiral_settings(ctx))
-    paper, true = failure_modes.PAPER_NOISE, res.true_noise
-    R = res.refit.size
-    settle = rules.settled(res.joint_trajectory, rtol=SETTLE_RTOL)
-    not_settled = "" if settle.settled else (
-        f"NOT SETTLED (the joint variance still moves: last-window change {rules.fmt_values(settle.change, 5)}; "
-        f"{settle.rule}), so not judged")
-    # the refit lands on Theorem 2's value, known up to its Monte Carlo error: an excess must exceed twice it
-    refit_noise = 2.0 * float(np.max(res.refit_closed_form_se))
-    parts = [_part("the refitted variance over-estimates the truth (> 0.01)",
-                   rules.paired(res.refit, _constant(true, R), margin=refit_noise), digits=5)]
-    for statement, comparison in (
-            ("the jointly learned variance over-estimates the truth (> 0.01)", rules.paired(res.joint, _constant(true, R))),
-            ("the jointly learned variance exceeds the refitted one", rules.paired(res.joint, res.refit))):
-        parts.append(_part(statement, comparison, not_settled, holds=comparison.holds and settle.settled, digits=5))
-    size_refit = rules.matches(res.refit, _constant(paper["refit"][0], R), 2 * paper["refit"][1])
-    size_joint = rules.matches(res.joint, _constant(paper["joint"][0], R), 2 * paper["joint"][1])
-    parts += [_part(f"the refit's size: {paper['refit'][0]} +- {paper['refit'][1]} (50% over)", size_refit, digits=5),
-              _part(f"the joint's size: {paper['joint'][0]} +- {paper['joint'][1]} (100% over)", size_joint,
-                    not_settled, holds=size_joint.holds and settle.settled, digits=5)]
-    pct = [f"{f:.0%}" for f in res.fractions]
-    rows = [Row("refitted variance (Theorem 2's value for the trained VAE; refit by gradient at 100%)",
-                res.refit.tolist(), f"{paper['refit'][0]} +- {paper['refit'][1]}",
-                f"Theorem 2's closed form {rules.fmt_values(res.refit_closed_form, 5)}"),
-            Row("jointly learned variance", res.joint.tolist(), f"{paper['joint'][0]} +- {paper['joint'][1]}",
-                "settled" if settle.settled else not_settled)]
-    for i, p in enumerate(pct):
-        rows += [Row(f"budget {p}: refitted variance (Theorem 2's value at that point)", res.refit_at[i].tolist(),
-                     f"{paper['refit'][0]} +- {paper['refit'][1]}"),
-                 Row(f"budget {p}: jointly learned variance", res.joint_at[i].tolist(),
-                     f"{paper['joint'][0]} +- {paper['joint'][1]}")]
-    s = res.settings
-
-    def draw(fig):
-        ax1, ax2 = fig.subplots(1, 2)
-        steps = np.arange(1, res.joint_trajectory.shape[0] + 1)
-        for r in range(R):
-            ax1.plot(steps, res.joint_trajectory[:, r], lw=0.8, color=f"C{r}", label=f"joint, restart {r}")
-            ax1.plot(res.fractions * steps[-1], res.refit_at[:, r], "o--", color=f"C{r}", label=f"refit, restart {r}")
-        for value, name in ((true, "true 0.01"), (paper["refit"][0], "paper refit"), (paper["joint"][0], "paper joint")):
-            ax1.axhline(value, color="k", ls=":", lw=0.8)
-            ax1.annotate(name, (steps[0], value), fontsize="small")
-        ax1.set_yscale("log")
-        ax1.set_xlabel("training step")
-        ax1.set_ylabel("noise variance sigma2")
-        ax1.set_title("yacoby2021 Sec. 4.2: learned noise vs budget")
-        ax1.legend(fontsize="small")
-        for i in range(len(res.fractions)):
-            ax2.plot(np.full(R, res.fractions[i]), res.joint_at[i], "s", color="C0")
-            ax2.plot(np.full(R, res.fractions[i]), res.refit_at[i], "o", color="C1")
-        ax2.errorbar([1.02], [paper["joint"][0]], [paper["joint"][1]], fmt="s", color="C0", mfc="none", label="paper joint")
-        ax2.errorbar([1.02], [paper["refit"][0]], [paper["refit"][1]], fmt="o", color="C1", mfc="none", label="paper refit")
-        ax2.axhline(true, color="k", ls=":")
-        ax2.set_xlabel("fraction of the training budget")
-        ax2.set_ylabel("sigma2 (filled: refvae per restart)")
-        ax2.set_title("refit (circles) and joint (squares)")
-        ax2.legend(fontsize="small")
-
+    paper, true, s = failure_modes.PAPER_NOISE, res.true_noise, res.settings
+    parts, j = spiral_parts(res)
+    refit, refit_se, joint, joint_se = j["refit"], j["refit_se"], j["joint"], j["joint_se"]
+    settle, settle_refit, margin, state = j["settle_joint"], j["settle_refit"], j["margin"], j["state"]
+    R = refit.size
+    paper_refit, paper_joint = (f"{paper[k][0]} +- {paper[k][1]}" for k in ("refit", "joint"))
+    window = f"mean over the last {SETTLE_WINDOW:.0%} of the steps"
+    gap = np.abs(res.refit - res.refit_closed_form)
+    chance = true * np.sqrt(2.0 / (s["n_train"] * s["data_dim"]))   # sd of a mean of N d squared N(0, true) draws
+    rows = [Row("this training sample's own noise variance (true f and the z that drew each point)",
+                [res.sample_noise], f"{paper['true']} (the truth)",
+                f"{true:g} up to the sample's chance (sd {chance:.5f}); shared by every restart"),
+            Row(f"refit: Theorem 2's ELBO-optimal variance for the fixed-noise VAE, {window} (after every step, "
+                "one draw per point of a fresh minibatch)", refit.tolist(), paper_refit,
+                f"se {rules.fmt_values(refit_se, 5)} (batch means); {state['refit']}"),
+            Row(f"joint: the jointly learned variance, {window}", joint.tolist(), paper_joint,
+                f"se {rules.fmt_values(joint_se, 5)} (batch means); {state['joint']}"),
+            Row(f"refit at the last step ({s['closed_form_samples']} draws per point)",
+                res.refit_closed_form.tolist(), paper_refit,
+                f"Monte Carlo se {rules.fmt_values(res.refit_closed_form_se, 6)}; a gradient refit of the variance "
+                f"alone lands on {rules.fmt_values(res.refit, 5)}"),
+            Row("joint at the last step (the last iterate)", res.joint.tolist(), paper_joint,
+                f"Theorem 2's value for the joint's last theta, phi {rules.fmt_values(res.joint_closed_form, 5)}")]
+    for i, f in enumerate(res.fractions):
+        when = f"budget {f:.0%} (step {s['snapshot_steps'][i]}, learning rate {s['snapshot_rates'][i]:g})"
+        rows += [Row(f"{when}: refit (Theorem 2, {s['snapshot_samples']} draws per point)", res.refit_at[i].tolist(),
+                     paper_refit),
+                 Row(f"{when}: joint", res.joint_at[i].tolist(), paper_joint)]
     return Outcome(
         parts=parts, rows=rows,
-        measured={"true_noise": true, "refit": res.refit.tolist(), "refit_closed_form": res.refit_closed_form.tolist(),
-                  "refit_closed_form_se": res.refit_closed_form_se.tolist(), "joint": res.joint.tolist(),
-                  "joint_closed_form": res.joint_closed_form.tolist(), "fractions": res.fractions.tolist(),
+        measured={"true_noise": true, "sample_noise": res.sample_noise, "refit": refit.tolist(),
+                  "refit_se": refit_se.tolist(), "joint": joint.tolist(), "joint_se": joint_se.tolist(),
+                  "refit_last_step": res.refit_closed_form.tolist(),
+                  "refit_last_step_se": res.refit_closed_form_se.tolist(), "refit_by_gradient": res.refit.tolist(),
+                  "joint_last_step": res.joint.tolist(), "joint_last_step_closed_form": res.joint_closed_form.tolist(),
+                  "fractions": res.fractions.tolist(), "snapshot_steps": list(s["snapshot_steps"]),
                   "refit_at": res.refit_at.tolist(), "joint_at": res.joint_at.tolist(),
                   "joint_settled": settle.per_restart, "joint_last_window_change": settle.change,
-                  "refit_minus_closed_form_max": float(np.max(np.abs(res.refit - res.refit_closed_form)))},
-        spread={"refit": rules.mean_sd(res.refit)[1], "joint": rules.mean_sd(res.joint)[1]},
-        rule="each part restart by restart (refvae.verify.rules.paired / matches); the joint-variance parts need the "
-             f"joint run settled (refvae.verify.rules.settled on its variance trajectory, rtol {SETTLE_RTOL}); "
-             "reproduced when every part holds",
-        choices={"budget": f"Adam stages {s['schedule']}, minibatches of {s['batch_size']}, {s['n_train']} points: the "
-                           "bias shrinks as training goes on (rows 'budget ...'), so the size parts depend on it; "
-                           "yacoby2021's budget is lost (App. C)",
-                 "refit": f"only the variance trained, stages {s['refit_schedule']}; it lands on Theorem 2's value, "
-                          "which the budget rows use at 30% and 60%",
-                 "joint start": "the variance starts at the truth (the start most favourable to it)",
-                 "architecture": f"tanh MLPs {s['hidden']}, K = 1",
-                 "restarts": f"{R} random initialisations shared by both experiments (yacoby2021: 10, best objective)"},
-        paper_value=f"refit {paper['refit'][0]} +- {paper['refit'][1]}, joint {paper['joint'][0]} +- "
-                    f"{paper['joint'][1]} (true {paper['true']})",
-        summary=f"refitted variance {rules.fmt_values(res.refit, 4)} (paper {paper['refit'][0]}), joint "
-                f"{rules.fmt_values(res.joint, 4)} (paper {paper['joint'][0]}), true {true}; at "
-                + ", ".join(f"{p} of the budget refit {rules.fmt_mean_sd(res.refit_at[i], 4)}, joint "
-                            f"{rules.fmt_mean_sd(res.joint_at[i], 4)}" for i, p in enumerate(pct))
+                  "refit_settled": settle_refit.per_restart, "refit_last_window_change": settle_refit.change,
+                  "refit_by_gradient_minus_last_step_max": float(np.max(gap))},
+        spread={"refit": rules.mean_sd(refit)[1], "joint": rules.mean_sd(joint)[1]},
+        rule="each part restart by restart (refvae.verify.rules.paired with the margins below, matches for the "
+             f"sizes) on the {window} (standard errors by batch means over {SPIRAL_BATCHES} consecutive batches); a "
+             f"part is judged only on settled runs (refvae.verify.rules.settled: the mean of the last "
+             f"{SETTLE_WINDOW:.0%} of the steps within {SETTLE_RTOL} (relative) of the mean of the {SETTLE_WINDOW:.0%} "
+             f"before): (2), (5) the joint variance, (1), (4) the refit (Theorem 2's value after every step of those "
+             "two windows, estimated on a fresh minibatch, so its tolerance also allows twice the standard error "
+             "of its change), (3) both; margins: twice the "
+             f"largest standard error, (1) {margin['refit']:.1e}, (2) {margin['joint']:.1e}, (3) {margin['pair']:.1e} "
+             "(the two combined); reproduced when every part holds",
+        choices={
+            "budget": f"Adam stages {s['schedule']}, minibatches of {s['batch_size']}, {s['n_train']} points "
+                      "(yacoby2021's budget is lost, App. C). Both variances follow the learning rate: each rate cut "
+                      "lowers them (the minibatch jitter of theta, phi adds to the residual), so the size parts "
+                      "depend on the budget (rows 'budget ...': the paper's numbers sit in the first, "
+                      "highest-rate stage). The last stage, at the smallest rate, holds 60% of the steps, so "
+                      "that the settling check compares two windows well past the last cut",
+            "window means": "both variances are judged by their mean over the last tenth of the steps: Theorem 2's "
+                            "value for the fixed-noise VAE jitters from step to step with theta, phi (by several "
+                            "times the Monte Carlo error of the last-step row), and the learned variance is a "
+                            "running average of that jittering residual, so a last-step refit would be one draw "
+                            "compared with an average",
+            "refit": "yacoby2021 recomputes the variance that maximises the ELBO for the trained theta, phi: "
+                     "Theorem 2's closed form, by Monte Carlo (one draw per point of a fresh minibatch after every "
+                     f"step of the last two windows; {s['snapshot_samples']} draws per point at the budget rows, "
+                     f"{s['closed_form_samples']} at the last step, se {np.max(res.refit_closed_form_se):.1e}); a "
+                     f"gradient refit of the variance alone (stages {s['refit_schedule']}, {s['refit_samples']} "
+                     f"draws per point) lands within {np.max(gap):.1e} of the last-step value, a check",
+            "truth": f"judged against the true {true:g} (the paper's reference); this sample's own noise variance "
+                     f"is {res.sample_noise:.5f} (first row)",
+            "joint start": "the variance starts at the truth (the start most favourable to it)",
+            "paper's percentages": "0.014 is 40% over 0.01, not 50%; the size parts use the printed numbers",
+            "architecture": f"tanh MLPs {s['hidden']}, K = 1",
+            "restarts": f"{R} random initialisations, and one minibatch stream, shared by both experiments; one data "
+                        "set (yacoby2021: 5 random and 5 at the ground truth, keeping the best objective)"},
+        paper_value=f"refit {paper_refit}, joint {paper_joint} (true {paper['true']})",
+        summary=f"{window} (refit {'settled' if settle_refit.settled else 'NOT SETTLED'}, joint "
+                f"{'settled' if settle.settled else 'NOT SETTLED'}): refit {rules.fmt_values(refit, 4)} (paper "
+                f"{paper_refit}), joint {rules.fmt_values(joint, 4)} (paper {paper_joint}), true {true:g} (this "
+                f"sample's noise {res.sample_noise:.4f}); during training "
+                + ", ".join(f"at {f:.0%} refit {rules.fmt_values(res.refit_at[i], 4)}, joint "
+                            f"{rules.fmt_values(res.joint_at[i], 4)}" for i, f in enumerate(res.fractions))
                 + ". " + _verdict(parts),
-        figures=[f for f in [ctx.figure("spiral_dots_noise", draw)] if f])
+        figures=[f for f in [_spiral_figure(ctx, res)] if f])
+
+
+def _spiral_figure(ctx, res):
+    """The joint variance per step, and the refit at the budget snapshots then (in the recorded last
+    fifth) as means of 10 consecutive blocks of steps (left); every snapshot per restart beside the
+    paper's numbers (right)."""
+    paper, true, s = failure_modes.PAPER_NOISE, res.true_noise, res.settings
+    R, T, L = res.refit.size, res.joint_trajectory.shape[0], res.refit_trajectory.shape[0]
+    w = max(2, int(round(SETTLE_WINDOW * T)))
+    blocks = np.array_split(np.arange(L), min(10, L))
+    block_steps = [s["record_from"] + float(b.mean()) for b in blocks]
+    block_means = np.stack([res.refit_trajectory[b].mean(axis=0) for b in blocks])             # (blocks, R)
+    early = [i for i, t in enumerate(s["snapshot_steps"]) if t < s["record_from"]]
+
+    def draw(fig):
+        ax1, ax2 = fig.subplots(1, 2, width_ratios=(1.6, 1.0))
+        steps = np.arange(1, T + 1)
+        ax1.axvspan(T - 2 * w, T, color="0.9", label="settling windows")
+        for r in range(R):
+            ax1.plot(steps, res.joint_trajectory[:, r], lw=0.8, color=f"C{r}", label=f"joint, restart {r}")
+            ax1.plot([s["snapshot_steps"][i] for i in early] + block_steps,
+                     np.concatenate([res.refit_at[early, r], block_means[:, r]]), "o--", color=f"C{r}", ms=3,
+                     label=f"refit (Theorem 2), restart {r}")
+        refs = ((true, "k", ":", f"true {true:g}"), (paper["refit"][0], "0.4", "--", "paper refit"),
+                (paper["joint"][0], "0.4", "-.", "paper joint"))
+        for value, color, ls, name in refs:
+            ax1.axhline(value, color=color, ls=ls, lw=0.9, label=name)
+        for end in np.cumsum([n for _, n in s["schedule"]])[:-1]:
+            ax1.axvline(end, color="0.6", lw=0.6)
+        ax1.set_xlabel("training step (thin vertical lines: learning-rate cuts)")
+        ax1.set_ylabel("noise variance sigma2")
+        ax1.set_title("yacoby2021 Sec. 4.2 (Spiral Dots): learned noise during training")
+        span = res.fractions[-1] - res.fractions[0] + 0.1
+        for r in range(R):                          # colour: restart, as on the left; marker: experiment
+            dx = (r - (R - 1) / 2) * 0.012 * span
+            ax2.plot(res.fractions + dx, res.joint_at[:, r], "s", color=f"C{r}")
+            ax2.plot(res.fractions + dx, res.refit_at[:, r], "o", color=f"C{r}")
+        ax2.plot([], [], "s", color="0.4", label="joint (colour: restart)")
+        ax2.plot([], [], "o", color="0.4", label="refit (colour: restart)")
+        x_paper = res.fractions[-1] + 0.1 * span
+        ax2.errorbar([x_paper], [paper["joint"][0]], [paper["joint"][1]], fmt="s", color="k", mfc="none",
+                     label="paper joint (+- sd)")
+        ax2.errorbar([x_paper], [paper["refit"][0]], [paper["refit"][1]], fmt="o", color="k", mfc="none",
+                     label="paper refit (+- sd)")
+        ax2.axhline(true, color="k", ls=":", lw=0.9)
+        ax2.set_xlabel("fraction of the training budget")
+        ax2.set_ylabel("noise variance sigma2")
+        ax2.set_title("per budget: refvae (filled), paper (open, right)")
+        ax2.legend()
+        share_limits([ax1, ax2], which="y")
+        fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncols=4)
+
+    return ctx.figure("spiral_dots_noise", draw, panel_size=(4.5, 3.6))
 
 
 # ==================================================================================== Sec. 5.1
@@ -625,12 +791,13 @@ def m2_functional_collapse(ctx):
         for ax, name in zip(axes, names):
             for y, x in enumerate(res.samples[name]):
                 ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, label=f"y = {y}")
-            title = name if name == "truth" else f"{name} (restart {runs[name].selected})"
+            title = "truth (yacoby2021 Fig. 2b)" if name == "truth" else f"{name} (restart {runs[name].selected})"
             ax.set_title(f"{title}: p(x | y)")
             ax.set_xlabel("x1")
             ax.set_ylabel("x2")
             ax.set_aspect("equal")
-            ax.legend(fontsize="small")
+            ax.legend(markerscale=4)
+        share_limits(axes)                          # one scale: the conditionals compare by eye with the truth's
 
     return Outcome(
         parts=parts, rows=rows, measured=measured, spread=spread,
@@ -721,7 +888,7 @@ def m2_collapse_exact(ctx):
         ax1.set_xlabel("gamma (weight of the labelled bound, Eq. 5)")
         ax1.set_ylabel("J per point (ELBO-optimal Gaussian q)")
         ax1.set_title("yacoby2021 Sec. 5.2: J of each decoder")
-        ax1.legend()
+        ax1.legend(loc="upper right")     # the curves fall from upper left to lower right: upper right is empty
         ax2.plot(g, cond["truth"] - cond["collapsed"], "o-", label="q(z|x, y) in U")
         ax2.plot(g, shared["truth"] - shared["collapsed"], "s-", label="shared q(z|x) in U")
         ax2.axhline(0.0, color="k", lw=0.8)
