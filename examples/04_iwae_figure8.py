@@ -38,7 +38,7 @@ print("restart  model        log p(x)  multimodal  KL(q || p(z|x))   ELBO (Monte
 curves = {}
 for r in range(restarts):
     for name, params in trained.items():
-        one = {k: v[r] for k, v in params.items()}               # restart r's parameters
+        one = refvae.take_restart(params, r)                       # restart r's parameters
 
         def decode(z, one=one):
             return vae.decode(one, z)[0]

@@ -16,7 +16,7 @@ from .distributions import gaussian_log_prob, kl_std_normal, reparameterize
 from .gradcheck import assert_grad, check_grad
 from .layers import (CholeskyLinear, Cube, Elementwise, Layer, LeakyReLU, Linear, ReLU, ResidualBlock, Sequential,
                      Shift, Sigmoid, Softplus, SoftThreshold, Tanh, mlp)
-from .objectives import Autoencoder, GaussianDecoder, GaussianVAE
+from .objectives import Autoencoder, GaussianDecoder, GaussianVAE, take_restart
 from .optim import SGD, Adam
 from .train import (CheckpointError, Divergence, FitResult, TrainingDiverged, TrainingInterrupted, divergence_policy,
                     fit, fit_stages, from_trajectory, linear_ramp, load_checkpoint, load_params, save_checkpoint,

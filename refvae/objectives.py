@@ -92,6 +92,12 @@ def _template(model):
     return model._param_template
 
 
+def take_restart(params, r):
+    """Restart ``r`` of a parameter dict whose every entry has a leading restarts axis R: the
+    parameters of one model, as ``init(rng)`` without ``restarts`` would shape them."""
+    return {k: v[r] for k, v in params.items()}
+
+
 def _restart_shape(params, template=None):
     """The restarts axis of a parameter dict: () or (R,).
 

@@ -44,7 +44,7 @@ from ..distributions import LOG_2PI, reparameterize
 from ..encoders import PerPointEncoder
 from ..layers import Linear, Sequential, Shift, SoftThreshold
 from ..metrics.information import active_units
-from ..objectives import Autoencoder, GaussianVAE
+from ..objectives import Autoencoder, GaussianVAE, take_restart
 from ..optim import SGD, Adam
 from ..train import check_stages, fit, fit_stages, linear_ramp
 
@@ -550,7 +550,7 @@ def soft_threshold_experiment(x, alpha, latent_dim, *, restarts, delta, lr, step
     jobs = [("collapsed", None)] + [(g, r) for g in ("affine", "informed") for r in range(R)]
     for i, (group, r) in enumerate(jobs):
         model, a = models[group]
-        p0 = starts[group] if r is None else {k: v[r] for k, v in starts[group].items()}
+        p0 = starts[group] if r is None else take_restart(starts[group], r)
         prog = None if progress is None else (lambda f, i=i: progress((i + f) / len(jobs)))
         p, hist = fit_stages(model, p0, x, stages=[(lr, steps)], seed=rng, only=SOFT_THRESHOLD_TRAINED, optimizer=sgd,
                              callback=_progress_callback(prog, [(lr, steps)], None if r is None else escaped))

@@ -48,7 +48,7 @@ from ..lin import fit_lin
 from ..metrics import quadrature
 from ..metrics.information import active_units
 from ..metrics.likelihood import importance_log_likelihood
-from ..objectives import GaussianVAE
+from ..objectives import GaussianVAE, take_restart
 from ..optim import Adam
 from ..train import check_stages, fit_stages
 from .jtex import knn_score, model_samples
@@ -68,11 +68,6 @@ PAPER_NOISE = {"true": 0.01, "refit": (0.014, 0.001), "joint": (0.020, 0.003)}
 
 
 # ==================================================================================== helpers
-
-def restart(params, r):
-    """Restart ``r`` of a parameter dict with a leading restarts axis (every entry sliced)."""
-    return {k: v[r] for k, v in params.items()}
-
 
 def _n_restarts(params):
     return int(next(v for k, v in params.items() if k.endswith(".W")).shape[0])
@@ -149,7 +144,7 @@ def vae_log_likelihood(model, params, x, **kwargs):
     """
     out, ok = [], []
     for r in range(_n_restarts(params)):
-        pr = restart(params, r)
+        pr = take_restart(params, r)
         ll, res = quadrature_log_likelihood(lambda z, pr=pr: model.decode(pr, z), x, model.latent_dim, **kwargs)
         out.append(ll)
         ok.append(res)
@@ -331,7 +326,7 @@ def px_experiment(name, *, seed, restarts=3, n_train=256, n_test=500, hidden=(32
             obj, _ = mc_elbo(vae, params, ds.x, seed=rng, n_samples=objective_samples, replicates=2)
         methods[label] = MethodPX(test_ll=ll.mean(axis=1), knn=np.asarray(knn), knn_se=np.asarray(knn_se),
                                   objective=np.asarray(obj), resolved=ok)
-        samples[label] = np.asarray(to_host(model_samples(vae, restart(params, methods[label].selected),
+        samples[label] = np.asarray(to_host(model_samples(vae, take_restart(params, methods[label].selected),
                                                           n_test, rng)))
     truth_ll = float(quadrature.log_likelihood(test.x, **ds.truth.quadrature_args).mean())
     truth_knn, truth_knn_se = knn_score(lambda n, g: ds.truth.sample_x(g.standard_normal((n, 1)), g),

@@ -39,7 +39,7 @@ from ..libi import fit_libi
 from ..lin import fit_lin_segmented
 from ..metrics.likelihood import exact_log_likelihood, has_exact_log_likelihood, importance_log_likelihood
 from ..metrics.two_sample import smooth_knn_statistic
-from ..objectives import GaussianVAE
+from ..objectives import GaussianVAE, take_restart
 from ..optim import Adam
 from ..train import check_stages, fit, fit_stages, linear_ramp
 from .noise_modes import mc_elbo
@@ -679,10 +679,6 @@ def _block_means(a, blocks=500):
     return np.stack([a[i:j].mean(axis=0) for i, j in zip(edges[:-1], edges[1:])])
 
 
-def _restart(params, r):
-    return {k: v[r] for k, v in params.items()}
-
-
 def _lead(params):
     """R for parameters with a restarts axis (judged on the decoder's or encoder's weight), else None."""
     W = next(v for k, v in params.items() if k.endswith(".W") or k.endswith(".A"))
@@ -878,7 +874,7 @@ def table1_experiment(dataset, *, seed, restarts=3, n_datasets=1, n=500, steps=2
                 lr=libi_lr if label == "LiBI" else lr, n_samples=n_samples,
                 anneal_fraction=anneal_fraction, libi_batch=libi_batch, is_samples=is_samples)
             pick = int(np.nanargmax(score)) if np.any(np.isfinite(score)) else 0
-            one = _restart(params, pick) if _lead(params) else params
+            one = take_restart(params, pick) if _lead(params) else params
             val_ll = _reference_ll(dataset, model, one, x_val, truth, own, is_samples, defensive)[0][0]
             if not np.isfinite(val_ll):
                 val_ll = float(_mean_ll(model, one, x_val, own, is_samples)[0][0])
@@ -897,7 +893,7 @@ def table1_experiment(dataset, *, seed, restarts=3, n_datasets=1, n=500, steps=2
                                 "samples")}
         for d in chosen:
             model, params, pick = d["model"], d["params"], d["pick"]
-            one = _restart(params, pick) if _lead(params) else params
+            one = take_restart(params, pick) if _lead(params) else params
             ll, se = _mean_ll(model, one, d["x_test"], rng, is_samples)
             cols["is"].append(ll[0])
             cols["is_se"].append(se[0])

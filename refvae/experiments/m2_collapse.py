@@ -42,7 +42,8 @@ from ..m2 import M2, UNLABELLED_POSTERIORS
 from ..metrics import quadrature
 from ..metrics.two_sample import smooth_knn_statistic
 from ..train import check_stages, fit_stages
-from .failure_modes import _n_restarts, _progress, quadrature_log_likelihood, restart
+from ..objectives import take_restart
+from .failure_modes import _n_restarts, _progress, quadrature_log_likelihood
 from .jtex import KNN_ALPHAS
 from .noise_modes import mc_elbo
 
@@ -599,7 +600,7 @@ def _evaluate(model, params, test, prior, rng, knn_repeats, knn_size):
     yt = np.asarray(test.full_labels)
     cond, marg, w1, acc, ok = [], [], [], [], True
     for r in range(R):
-        pr = restart(params, r)
+        pr = take_restart(params, r)
         c_ll, m_ll, res = conditional_ll(lambda z, c, pr=pr: model.decode(pr, z, c), test.x, yt, prior)
         cond.append(c_ll.mean())
         marg.append(m_ll.mean())
@@ -709,7 +710,7 @@ def collapse_experiment(*, seed, runs=(("shared", 1.0), ("shared", 10.0), ("cond
             coll = {k: v[n_free:] for k, v in params.items()}
             params = {k: v[:n_free] for k, v in params.items()}
             # the forced collapse's classes share one decoder: p(x|y) = p(x), one quadrature
-            c_marg = [quadrature_log_likelihood(lambda z, pr=restart(coll, r): plain.decode(pr, z, 0), test.x,
+            c_marg = [quadrature_log_likelihood(lambda z, pr=take_restart(coll, r): plain.decode(pr, z, 0), test.x,
                                                 grid_size=_MODEL_GRID)[0].mean() for r in range(restarts)]
             extra = dict(collapsed_objective=obj[n_free:], collapsed_objective_se=obj_se[n_free:],
                          collapsed_marginal_ll=np.asarray(c_marg), collapsed_loss=loss[:, n_free:])

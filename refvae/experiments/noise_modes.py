@@ -249,24 +249,27 @@ def three_noise_experiment(*, seed, restarts=3, n_train=20000, n_test=2000, late
             params["dec.obs_logvar"] = asarray(np.log(np.asarray(fixed, dtype=float)).reshape(restarts, 1)
                                                * np.ones((restarts, 1)))
             only = tuple(k for k in params if k != "dec.obs_logvar")
-        ckpt = []
+        ckpt, last = [], {}
+
+        def score(p, s2):
+            # the same evaluation noise at every checkpoint: the ELBO trace moves only with training
+            return mc_elbo(model, p, xt, seed=np.random.default_rng(eval_seed), n_samples=eval_samples,
+                           replicates=eval_replicates, sigma2=s2)
 
         def cb(t, p, terms):
             if progress is not None and t % 50 == 0:
                 progress((i + t / total_steps) / n_runs, f"{label} step {t}")
             if t + 1 in marks:
-                s2 = None if eval_sigma2 is None else eval_sigma2(t)
-                # the same evaluation noise at every checkpoint: the ELBO trace moves only with training
-                ckpt.append(np.atleast_1d(mc_elbo(model, p, xt, seed=np.random.default_rng(eval_seed),
-                                                  n_samples=eval_samples, replicates=eval_replicates,
-                                                  sigma2=s2)[0]))
+                last["params"], last["score"] = p, score(p, None if eval_sigma2 is None else eval_sigma2(t))
+                ckpt.append(np.atleast_1d(last["score"][0]))
             return False
 
         res = fit_stages(model, params, x, stages=stages, seed=own, batch_size=batch_size, schedules=schedules,
                          only=only, callback=cb)
         s2_end = None if eval_sigma2 is None else eval_sigma2(total_steps - 1)
-        elbo, se = mc_elbo(model, res.params, xt, seed=np.random.default_rng(eval_seed), n_samples=eval_samples,
-                           replicates=eval_replicates, sigma2=s2_end)
+        # the last checkpoint scored the final parameters already, unless the end of the run replaced them
+        # (a restart frozen by the final divergence scan)
+        elbo, se = last["score"] if last.get("params") is res.params else score(res.params, s2_end)
         if fixed is not None:
             s2 = np.asarray(fixed, dtype=float)
         elif eval_sigma2 is not None:
