@@ -5,6 +5,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# One BLAS thread unless the caller says otherwise: refvae's matrices are small, and on a shared
+# machine a second OpenBLAS thread makes a step several times slower (benchmarks/README.md).
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 
 .PHONY: test verify test-all install clean
 
