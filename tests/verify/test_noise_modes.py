@@ -4,7 +4,8 @@
 cover the experiments end to end; here: ``mc_elbo`` is the model's exact ELBO within its Monte
 Carlo error, ``decoded_radius`` measures from the sample mean, LV-VAE's constant start
 (``constant_variance_head``) sets s2(z) and nothing else, F*-VAE keeps each LS-VAE restart's final
-variance and the replay follows one LS-VAE trajectory, and bad input is refused.
+variance and the replay follows one LS-VAE trajectory, cheaper checkpoint scores leave training and the
+final score alone, and bad input is refused (the evaluation settings before any training).
 """
 import numpy as np
 import pytest
@@ -94,6 +95,21 @@ def test_f_star_is_fixed_at_each_ls_restarts_final_variance():
         np.testing.assert_allclose(mode.checkpoint_elbo[-1], mode.elbo, rtol=1e-12)
 
 
+def test_cheaper_checkpoints_leave_the_final_score_alone():
+    # checkpoint_eval changes only the checkpoint scores: training and the final score are those of a run
+    # whose checkpoints use the final settings (the same seed, so the same numbers)
+    kw = dict(seed=4, restarts=2, n_train=300, n_test=100, hidden=(4,), schedule=((1e-2, 30),), modes=("LS", "LV"),
+              checkpoints=3, eval_samples=3, eval_replicates=3)
+    plain = noise_modes.three_noise_experiment(**kw)
+    cheap = noise_modes.three_noise_experiment(**kw, checkpoint_eval=(1, 2))
+    for k in ("LS", "LV"):
+        np.testing.assert_array_equal(cheap.modes[k].elbo, plain.modes[k].elbo)
+        np.testing.assert_array_equal(cheap.modes[k].trajectory, plain.modes[k].trajectory)
+        assert not np.allclose(cheap.modes[k].checkpoint_elbo[-1], cheap.modes[k].elbo, rtol=1e-9)
+    assert cheap.settings["eval"] == (3, 3) and cheap.settings["checkpoint_eval"] == (1, 2)
+    assert plain.settings["checkpoint_eval"] == (3, 3)
+
+
 def test_three_noise_modes_are_checked():
     with pytest.raises(ValueError, match="include 'LS'"):
         noise_modes.three_noise_experiment(seed=0, modes=("F", "F*"))
@@ -101,3 +117,10 @@ def test_three_noise_modes_are_checked():
         noise_modes.three_noise_experiment(seed=0, modes=("G",))
     with pytest.raises(ValueError, match="checkpoints must be <="):
         noise_modes.three_noise_experiment(seed=0, schedule=((1e-2, 3),), checkpoints=5)
+    # the evaluation settings are refused before any training, not after it
+    with pytest.raises(ValueError, match="eval_replicates must be >= 2"):
+        noise_modes.three_noise_experiment(seed=0, eval_replicates=1)
+    with pytest.raises(ValueError, match=r"checkpoint_eval\[1\] must be >= 2"):
+        noise_modes.three_noise_experiment(seed=0, checkpoint_eval=(4, 1))
+    with pytest.raises(ValueError, match="checkpoint_eval must be None or"):
+        noise_modes.three_noise_experiment(seed=0, checkpoint_eval=4)
