@@ -3,6 +3,7 @@
     python benchmarks/step_bench.py            # the table (refvae vs lean NumPy; PyTorch, JAX if installed)
     python benchmarks/step_bench.py --quick    # fewer, shorter repeats
     python benchmarks/step_bench.py --threads  # also 1 vs 2 BLAS threads (needs threadpoolctl)
+    python benchmarks/step_bench.py --fit      # fit's columns alone, with and without a callback
     make bench                                 # the same, BENCH_ARGS passed through
 
 One step = the gradient of the mean -ELBO of a Gaussian VAE (tanh MLPs, learned scalar
@@ -107,19 +108,20 @@ def refvae_adam(pb):
     return step
 
 
-def refvae_fit(pb, steps):
+def refvae_fit(pb, steps, callback=None):
     """``fit`` for ``steps`` steps on minibatches of B from 10 B points; returns (run, steps)."""
     from refvae.train import fit
 
     def run():
-        fit(pb.model, pb.params, pb.data, steps=steps, seed=1, batch_size=pb.B, optimizer=Adam(LR))
+        fit(pb.model, pb.params, pb.data, steps=steps, seed=1, batch_size=pb.B, optimizer=Adam(LR),
+            callback=callback)
     return run, steps
 
 
-def fit_per_step(t, long, short=1):
+def fit_per_step(t, long, short=1, name="fit"):
     """fit's cost per step without its once-per-call set-up: (T(long) - T(short)) / (long - short),
     from the per-step times of the ``fit`` (``long`` steps) and ``fit1`` (``short`` steps) columns."""
-    return [(a * long - b * short) / (long - short) for a, b in zip(t["fit"], t["fit1"])]
+    return [(a * long - b * short) / (long - short) for a, b in zip(t[name], t[name + "1"])]
 
 
 # -- lean NumPy --------------------------------------------------------------------------------
@@ -315,6 +317,25 @@ def main_table(nets, repeats, target, tick, with_fit=True):
            "fit / public step", "fit / step"], inner)
 
 
+def fit_table(nets, repeats, target, tick):
+    """``--fit``: fit's columns alone (per step, over the bare step), and with a callback that does
+    nothing (what handing it the parameters costs)."""
+    rows = []
+    for net in nets:
+        pb = Problem(net)
+        fns = {"refvae": refvae_step(pb)}
+        steps = max(10, int(round(0.5 / max(_rough(fns["refvae"]), 1e-6) / 5)))
+        fns["fit"], fns["fit1"] = refvae_fit(pb, steps), refvae_fit(pb, 1)
+        idle = lambda t, p, info: False  # noqa: E731
+        fns["cb"], fns["cb1"] = refvae_fit(pb, steps, idle), refvae_fit(pb, 1, idle)
+        t = measure(fns, repeats, target, tick)
+        t["fit"], t["cb"] = fit_per_step(t, steps), fit_per_step(t, steps, name="cb")
+        rows.append([net, cell(t["refvae"]), cell(t["fit"]), ratio(t["fit"], t["refvae"]), cell(t["cb"]),
+                     ratio(t["cb"], t["refvae"]), ratio(t["cb"], t["fit"])])
+    table(["net, batch", "refvae step", "fit per step", "fit / step", "fit with a callback, per step",
+           "fit with a callback / step", "with / without the callback"], rows)
+
+
 def _share(part, whole):
     r = np.array(part) / np.array(whole) * 100
     return f"{np.median(r):.0f}% [{r.min():.0f}-{r.max():.0f}%]"
@@ -390,6 +411,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     ap.add_argument("--threads", action="store_true", help="also time 1 against 2 BLAS threads (wall clock)")
+    ap.add_argument("--fit", action="store_true", help="only fit's columns (with and without a callback)")
     ap.add_argument("--nets", default=",".join(NETS), help="comma-separated subset of: " + "; ".join(NETS))
     args = ap.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -406,6 +428,10 @@ def main(argv=None):
     print(f"# refvae step benchmark: {args.clock} clock, {repeats} interleaved repeats, median [range]; "
           f"{', '.join(versions)}; BLAS threads {blas_thread_counts() or os.environ.get('OPENBLAS_NUM_THREADS')}; "
           f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
+    if args.fit:
+        fit_table(nets, repeats, target, tick)
+        print(f"\nload average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        return 0
     main_table(nets, repeats, target, tick)
     print()
     restarts_table(repeats, target, tick)

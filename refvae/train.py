@@ -36,7 +36,12 @@ Runs keep their work:
 Speed. Arguments are checked once, before any work; the first step goes through the objective's
 ``value_and_grad`` (and its checks), later ones through ``value_and_grad_unchecked`` where the
 objective has one and no schedule changes its arguments (the same numbers, without re-checking
-inputs of the kinds already checked).
+inputs of the kinds already checked). The optimiser's step is ``optimizer.update`` (pure: new
+arrays every step), or, where the optimiser offers one (``Adam``, ``SGD``; ``refvae.optim.Ring``),
+the same step, bitwise, written into the next of three packed copies of the parameters and
+optimiser state, so that the last two points (the current one and the one before it, kept to
+roll back to) stay intact without allocating. Parameters handed to a callback are then a copy, and
+those in a result are never written again: nothing a caller is given changes under it.
 """
 from __future__ import annotations
 
@@ -642,12 +647,16 @@ class _Run:
         shape = model.noise_shape(params, b, self.n_samples)
         history, callback, avg_from = self.history, self.callback, self.avg_from
         host = xp_of(x) is np                 # history rows are kept on the host
-        # The first step goes through value_and_grad's checks; later ones, whose inputs are the
-        # same kinds of arrays, skip them where the objective offers that (schedules' values
-        # change every step, so those keep the checks).
-        checked = model.value_and_grad
-        fast = getattr(model, "value_and_grad_unchecked", None) if not schedules else None
-        value_and_grad = checked
+        # The step: opt.update, or the same step into the next of three packed copies (module docstring).
+        # The first step goes through the checks of value_and_grad and of the update; later ones, whose
+        # inputs are the same kinds of arrays, skip them where the objective offers that (schedules'
+        # values change every step, so those keep the objective's checks).
+        ring = opt.ring(params) if callable(getattr(opt, "ring", None)) else None
+        value_and_grad, update = model.value_and_grad, opt.update if ring is None else ring.update
+        fast = getattr(model, "value_and_grad_unchecked", None)
+        later = (fast if fast and not schedules else value_and_grad,
+                 ring.update_unchecked if fast and ring is not None else update)
+        stop = False
         for t in range(cur.step, end):
             idx = batches.next()
             xb = x[idx] if b < n else x
@@ -656,8 +665,8 @@ class _Run:
             # overflow on the way to a divergence is reported by the checks below, naming the step
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 loss, grads, terms = value_and_grad(params, xb, noise, with_terms=True, **overrides)
-                new_params, new_state = opt.update(params, grads, state, only=only)
-            value_and_grad = fast or checked
+                new_params, new_state = update(params, grads, state, only=only)
+            value_and_grad, update = later
             self._last_loss = loss
             scan = avg_from is not None and t >= avg_from
             if scan or self.alive is not None or not _finite_loss(loss):
@@ -675,7 +684,9 @@ class _Run:
             self.prev, self.cur = _Prev(params, state, grads), _Point(
                 new_params, new_state, t + 1, rng.bit_generator.state, (batches.perm, batches.pos), acc, count)
             params, state = new_params, new_state
-            stop = callback is not None and bool(callback(t, params, info))
+            if callback is not None:          # a ring overwrites its arrays three steps on: hand a copy
+                given = params if ring is None else {k: v.copy() for k, v in params.items()}
+                stop = bool(callback(t, given, info))
             if self.progress and (t % self.log_every == 0 or t == self.total - 1 or stop):
                 _progress(self.stream, t + 1, self.total, loss, terms)
             if self.every is not None and (t + 1) % self.every == 0 and t + 1 < self.total:

@@ -124,6 +124,28 @@ def test_ctrl_c_inside_a_step_keeps_the_finished_ones(tmp_path):
     assert_same_run(resumed, fit(MODEL, p0, X, steps=20, seed=5, batch_size=8, optimizer=Adam(1e-2)))
 
 
+def test_ctrl_c_inside_the_optimisers_step_keeps_the_finished_ones():
+    """Ctrl-C while the optimiser writes a step (into a copy of the parameters no finished step uses):
+    the run after its finished steps, and the one before it, are intact; the run resumes exactly."""
+    class Interrupting(Adam):
+        calls = 0
+
+        def _step_into(self, *args):
+            super()._step_into(*args)
+            Interrupting.calls += 1
+            if Interrupting.calls == 7:                  # the 7th step written but not finished
+                raise KeyboardInterrupt
+
+    p0 = MODEL.init(2, restarts=2)
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(MODEL, p0, X, steps=12, seed=5, batch_size=8, optimizer=Interrupting(1e-2))
+    assert Interrupting.ring(Interrupting(), p0) is not None    # the step went through a ring
+    res = info.value.result
+    assert_same_run(res, fit(MODEL, p0, X, steps=6, seed=5, batch_size=8, optimizer=Adam(1e-2)))
+    resumed = fit(MODEL, None, X, steps=12, seed=None, batch_size=8, optimizer=Interrupting(1e-2), resume=res)
+    assert_same_run(resumed, fit(MODEL, p0, X, steps=12, seed=5, batch_size=8, optimizer=Adam(1e-2)))
+
+
 def test_resume_checks_the_arguments_and_the_model(tmp_path):
     path = tmp_path / "run"                               # .npz is appended, as numpy.savez does
     res = fit(MODEL, MODEL.init(0), X, steps=4, seed=0, checkpoint=path)

@@ -98,6 +98,32 @@ def test_isolation_inside_fit_stages_averaging_and_the_policy_context():
         run(MODEL, on_divergence="skip")
 
 
+class PoisonedUnchecked(Poisoned):
+    """``Poisoned`` with an unchecked entry point, as refvae's objectives have: fit's later steps then
+    skip the optimiser's checks too (``Ring.update_unchecked``)."""
+
+    def value_and_grad_unchecked(self, params, x, noise, **kw):
+        return self.value_and_grad(params, x, noise, **kw)
+
+
+@pytest.mark.parametrize("what, at", [("loss", 4), ("grads", 4), ("grads", 9)])
+def test_the_last_finite_state_through_the_ring_is_the_plain_updates(what, at):
+    """fit writes each step into one of three packed copies (refvae.optim.Ring): the last finite point
+    it rolls back to, raising or isolating, is bitwise the one the plain ``update`` path keeps."""
+    from tests.core.test_fast_paths import PlainAdam, assert_runs_equal
+    errors = []
+    for opt in (PlainAdam, Adam):
+        with pytest.raises(TrainingDiverged) as info:
+            fit(PoisonedUnchecked(at, what), MODEL.init(1), X, steps=10, seed=2, batch_size=10, optimizer=opt(1e-2))
+        errors.append(info.value)
+    assert [(e.step, e.quantity) for e in errors] == [(errors[0].step, errors[0].quantity)] * 2
+    assert_runs_equal(errors[0].result, errors[1].result)
+    runs = [fit(PoisonedUnchecked(at, what, restart=1), MODEL.init(1, 3), X, steps=10, seed=2, batch_size=10,
+                optimizer=opt(1e-2), on_divergence="isolate") for opt in (PlainAdam, Adam)]
+    assert runs[1].diverged == (Divergence(1, at, "loss" if what == "loss" else "grads['dec.0.W']"),)
+    assert_runs_equal(runs[0], runs[1])
+
+
 def test_isolate_raises_without_restarts_or_when_every_restart_diverged():
     with pytest.raises(TrainingDiverged, match="step 3: loss is non-finite"):
         run(Poisoned(3), on_divergence="isolate")

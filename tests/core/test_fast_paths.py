@@ -2,6 +2,8 @@
 
 - ``Adam/SGD.update_inplace`` against ``update`` (the textbook step), over sequences of steps with
   ``only``, group learning rates, large arrays (stepped in chunks) and a resumed state;
+- ``Ring.update`` (three packed copies) against ``update``, and ``fit`` / ``fit_stages``, which step
+  through a ring, against the same runs through the plain ``update`` (``PlainAdam``, ``PlainSGD``);
 - ``value_and_grad_unchecked`` against ``value_and_grad``;
 - ``Layer.param_grads`` against ``backward(...)[1]``;
 - ``Sequential._split`` and the cached ``_sub`` against a plain scan of the keys;
@@ -17,7 +19,9 @@ from refvae import backend
 from refvae.iwae import IWAE
 from refvae.layers import CholeskyLinear, Linear, ResidualBlock, Sequential, Shift, Tanh, mlp
 from refvae.objectives import Autoencoder, GaussianVAE
+from refvae import optim
 from refvae.optim import SGD, Adam
+from refvae.train import fit, fit_stages, linear_ramp
 from tests.core.strategies import seeds
 from tests.helpers import perturbed_init
 
@@ -32,7 +36,7 @@ def assert_trees_equal(a, b, where=""):
         if isinstance(a[k], dict):
             assert_trees_equal(a[k], b[k], f"{where}[{k!r}]")
         else:
-            assert np.array_equal(np.asarray(a[k]), np.asarray(b[k])), f"{where}[{k!r}] differs"
+            assert np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True), f"{where}[{k!r}] differs"
             assert np.asarray(a[k]).dtype == np.asarray(b[k]).dtype, f"{where}[{k!r}] dtype"
 
 
@@ -135,6 +139,141 @@ def test_update_inplace_mixed_dtypes_take_the_plain_step():
     got = fast.update_inplace(p, g, fast.init(p))
     assert_trees_equal(want[0], got[0])
     assert got[0]["b"].dtype == np.float32
+
+
+class PlainAdam(Adam):
+    """Adam whose ``update`` is its own: ``opt.ring`` is None, so ``fit`` takes the plain path."""
+
+    def update(self, params, grads, state, only=None):
+        return super().update(params, grads, state, only)
+
+
+class PlainSGD(SGD):
+    """SGD whose ``update`` is its own (see ``PlainAdam``)."""
+
+    def update(self, params, grads, state, only=None):
+        return super().update(params, grads, state, only)
+
+
+def copied(tree):
+    return {k: copied(v) if isinstance(v, dict) else np.array(v, copy=True) for k, v in tree.items()}
+
+
+@pytest.mark.parametrize("make", OPTIMISERS)
+def test_ring_update_equals_update_and_keeps_the_last_two_arguments(make):
+    rng = np.random.default_rng(6)
+    params = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
+    plain, fast = make(), make()
+    ring = fast.ring(params)
+    pp, sp = params, plain.init(params)
+    pf, sf = params, fast.init(params)
+    kept = []                                      # (arguments, their values when passed) of each call
+    onlys = [None, "enc.", None, ("dec.",), "dec.obs", None, None, ("enc.0", "dec.0")]
+    for step, only in enumerate(onlys * 2):
+        grads = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
+        if step == 9:                              # arrays that are not the ring's: copied in first
+            pf, sf = copied(pf), copied(sf)
+        kept.append(((pf, sf), (copied(pf), copied(sf))))
+        pp, sp = plain.update(pp, grads, sp, only=only)
+        pf, sf = (ring.update if step % 2 else ring.update_unchecked)(pf, grads, sf, only=only)
+        assert_trees_equal(pp, pf, f"params after step {step}")
+        assert_trees_equal(sp, sf, f"state after step {step}")
+        for (args, values), when in zip(kept[-2:], ("this", "the last")):
+            assert_trees_equal(args[0], values[0], f"{when} call's params after step {step}")
+            assert_trees_equal(args[1], values[1], f"{when} call's state after step {step}")
+        if step >= 2:                              # no allocation: the result is one of three copies
+            assert any(pf["enc.0.W"].base is c.pbuf for c in ring.copies)
+    assert_trees_equal(params, kept[0][1][0], "the first call's arguments")
+
+
+def test_ring_only_where_its_step_is_the_optimisers():
+    p = {"a": np.ones(3), "b": np.ones(2)}
+    assert isinstance(Adam().ring(p), optim.Ring) and isinstance(SGD().ring(p), optim.Ring)
+
+    class Quiet(Adam):                             # a subclass that changes nothing keeps the ring
+        pass
+
+    class OwnStep(Adam):
+        def _step(self, k, p, g, state):
+            return super()._step(k, p, g, state)
+
+    assert isinstance(Quiet().ring(p), optim.Ring)
+    assert OwnStep().ring(p) is None and PlainAdam().ring(p) is None and PlainSGD().ring(p) is None
+    assert Adam().ring({"a": np.ones(3), "b": np.ones(2, np.float32)}) is None      # mixed dtypes
+    assert Adam().ring({"a": np.ones(3), "b": np.ones(2, dtype=int)}) is None
+    with pytest.raises(ValueError, match="selects none of the parameters"):
+        Adam().ring(p).update_unchecked(p, p, Adam().init(p), only="c.")
+
+
+def assert_runs_equal(a, b):
+    assert_trees_equal(a.params, b.params, "params")
+    assert_trees_equal(a.state, b.state, "state")
+    assert_trees_equal(a.history, b.history, "history")
+    assert (a.step, a.diverged) == (b.step, b.diverged)
+
+
+class NaNGrads:
+    """A Gaussian VAE whose gradient of ``dec.0.W`` turns non-finite for one restart at one step."""
+
+    def __init__(self, model, at, restart):
+        self.model, self.at, self.restart, self.calls = model, at, restart, 0
+
+    def noise_shape(self, *args):
+        return self.model.noise_shape(*args)
+
+    def value_and_grad(self, params, x, noise, **kw):
+        loss, grads, terms = self.model.value_and_grad(params, x, noise, **kw)
+        self.calls += 1
+        if self.calls - 1 == self.at:
+            g = grads["dec.0.W"].copy()
+            g[self.restart] = np.inf
+            grads = {**grads, "dec.0.W": g}
+        return loss, grads, terms
+
+    value_and_grad_unchecked = value_and_grad
+
+
+FIT_RUNS = {   # name -> (Adam or SGD, plain or not, **fit keywords) -> FitResult
+    "adam": lambda opt, **kw: fit(VAE, VAE.init(0, 3), XS, steps=25, seed=1, batch_size=10, n_samples=2,
+                                  optimizer=opt(1e-2, group_lr={"dec.": 3e-3}), **kw),
+    "adam-only": lambda opt, **kw: fit(VAE, VAE.init(0), XS, steps=20, seed=1, batch_size=8,
+                                       optimizer=opt(1e-2), only=("enc.", "dec.obs"), **kw),
+    "sgd-schedules": lambda opt, **kw: fit(VAE, VAE.init(0, 2), XS, steps=20, seed=2,
+                                           optimizer=(SGD if opt is Adam else PlainSGD)(1e-3, momentum=0.9),
+                                           schedules={"beta": linear_ramp(0.1, 1.0, 8)}, **kw),
+    "stages-averaged": lambda opt, **kw: fit_stages(VAE, VAE.init(0, 2), XS, seed=3, batch_size=10,
+                                                    stages=[(1e-2, 8), (3e-3, 0), (1e-3, 9)], average=6,
+                                                    optimizer=opt(1.0, group_lr={"enc.": 0.5}), **kw),
+    "isolated": lambda opt, **kw: fit_stages(NaNGrads(VAE, 6, 1), VAE.init(0, 3), XS, seed=4, batch_size=10,
+                                             stages=[(1e-2, 10), (1e-3, 6)], average=4,
+                                             optimizer=opt(), on_divergence="isolate", **kw),
+}
+VAE = GaussianVAE.from_sizes(3, 2, (6, 5), obs="scalar")
+XS = np.random.default_rng(7).standard_normal((40, 3))
+
+
+@pytest.mark.parametrize("name", FIT_RUNS)
+def test_fit_through_the_ring_equals_fit_through_update(name, monkeypatch, tmp_path):
+    """The runs ``fit`` and ``fit_stages`` make through ``Ring`` are those of the plain ``opt.update``,
+    bitwise, and so is the trajectory a callback sees; checkpoints on the way change nothing."""
+    calls = []
+    step = optim.Ring._update
+    monkeypatch.setattr(optim.Ring, "_update", lambda self, *a: calls.append(1) or step(self, *a))
+    seen = {}
+    runs = {}
+    for kind, opt in (("plain", PlainAdam), ("ring", Adam)):
+        seen[kind] = []
+        kw = {"checkpoint": tmp_path / kind, "checkpoint_every": 3} if name == "sgd-schedules" else {}
+        runs[kind] = FIT_RUNS[name](opt, callback=lambda t, p, info, kind=kind: seen[kind].append(p), **kw)
+        if kind == "plain":
+            assert not calls
+    assert len(calls) == runs["ring"].step                    # every step went through the ring
+    assert_runs_equal(runs["plain"], runs["ring"])
+    assert len(seen["ring"]) == len(seen["plain"]) == runs["ring"].step
+    for t, (a, b) in enumerate(zip(seen["plain"], seen["ring"])):
+        assert_trees_equal(a, b, f"callback's params at step {t}")
+    if name == "isolated":
+        assert [d.restart for d in runs["ring"].diverged] == [1]
 
 
 def models():

@@ -172,8 +172,14 @@ def test_autoencoder_trains_through_fit():
     assert res.history["loss"][-1] == pytest.approx(ev[:2].sum(), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_learned_noise_equals_mean_squared_residual_under_own_encoder():
     """docs/math.md 4.5 (yacoby2021 Theorem 2): at convergence the learned s2 is the mean squared residual.
+
+    Slow (~15 s CPU): the default suite checks Theorem 2 in
+    tests/theorems/test_noise_variance.py (``test_learned_noise_equals_closed_form_at_convergence``
+    and ``test_refit_noise_lands_on_closed_form``, both noise modes) and in the ``noise_theorem2``
+    claim of tests/verify/test_claims.py.
 
     Trained with full-batch Adam, then a second phase with a 10x smaller step and 64 noise
     samples per point so that the stochastic-gradient jitter around the stationary point is
@@ -280,6 +286,38 @@ def test_fit_and_fit_stages_share_the_result_type_the_optimiser_and_the_callback
     seen = []
     fit(model, p0, x, steps=2, seed=5, callback=lambda t, p, info: seen.append(sorted(info)))
     assert seen == [infos[0][1]] * 2
+
+
+def test_what_callbacks_and_results_are_given_is_never_written_again():
+    """fit steps its parameters in place (refvae.optim.Ring): a callback that keeps the params dict of
+    every step, and a FitResult that starts or resumes a later run, still hold their own numbers."""
+    from tests.core.test_fast_paths import PlainAdam
+    x = gaussian_data(60)
+    model = GaussianVAE.from_sizes(4, 2, (6,), obs="scalar")
+    p0 = model.init(np.random.default_rng(0), restarts=2)
+    kept, copies = [], []
+
+    def keep(t, p, info):
+        kept.append(p)
+        copies.append({k: v.copy() for k, v in p.items()})
+
+    res = fit(model, p0, x, steps=8, seed=5, batch_size=20, optimizer=Adam(1e-2), callback=keep)
+    plain = []
+    fit(model, p0, x, steps=8, seed=5, batch_size=20, optimizer=PlainAdam(1e-2),
+        callback=lambda t, p, info: plain.append(p))
+    for t, (p, c, want) in enumerate(zip(kept, copies, plain)):
+        for k in p:
+            np.testing.assert_array_equal(p[k], c[k], err_msg=f"step {t}, {k}: changed after the callback")
+            np.testing.assert_array_equal(p[k], want[k], err_msg=f"step {t}, {k}: not the plain run's")
+            assert not any(np.shares_memory(p[k], q[k]) for q in kept[t + 1:]), (t, k)
+    for k in res.params:
+        np.testing.assert_array_equal(res.params[k], kept[-1][k])
+    before = {k: v.copy() for k, v in res.params.items()}, {k: v.copy() for k, v in res.state["m"].items()}
+    fit(model, res.params, x, steps=5, seed=6, optimizer=Adam(1e-2))
+    fit(model, None, x, steps=12, seed=None, batch_size=20, optimizer=Adam(1e-2), resume=res)
+    for k in res.params:
+        np.testing.assert_array_equal(res.params[k], before[0][k], err_msg=f"result params[{k!r}] changed")
+        np.testing.assert_array_equal(res.state["m"][k], before[1][k], err_msg=f"result state m[{k!r}] changed")
 
 
 def test_custom_layer_with_a_scalar_parameter_trains_with_restarts():
