@@ -78,6 +78,22 @@ def test_trainers_refuse_bad_parameters_before_any_work(params, error, message):
     assert steps == []
 
 
+@pytest.mark.parametrize("params, error, message", PARAM_CASES)
+def test_importance_log_likelihood_refuses_bad_parameters_before_sampling(params, error, message):
+    """An evaluation scans the values too: a NaN parameter is named, not returned as a NaN log p(x)."""
+    calls = []
+
+    class Spy(GaussianVAE):
+        def encode(self, params, x):
+            calls.append(1)
+            return super().encode(params, x)
+
+    spy = Spy.from_sizes(2, 1, (4,), obs="scalar")
+    with pytest.raises(error, match=message):
+        importance_log_likelihood(spy, params, X, seed=0, n_samples=8)
+    assert calls == []
+
+
 def test_objectives_check_dtypes_and_full_shapes_on_every_call():
     with pytest.raises(TypeError, match=r"params\['enc.0.W'\] must be a real floating-point array, got dtype complex128"):
         MODEL.value_and_grad({k: v + 0j for k, v in P.items()}, X, NOISE)
