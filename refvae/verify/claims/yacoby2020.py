@@ -201,8 +201,8 @@ def libi_table1(ctx):
               "combined Monte Carlo standard errors where the values are estimates); a part with a kept run still "
               f"improving at the end of its budget (rules.still_improving: last {IMPROVING_WINDOW:.0%} of the steps "
               f"better than the {IMPROVING_WINDOW:.0%} before 0.8 T by > {IMPROVING_TOL} nats of its own loss) is "
-              "not judged and does not hold; test log-likelihoods are the reference values (exact on LinearJTEx and "
-              "Gaussian, from the decoder's exact inverse on CubicJTEx), yacoby2020's estimate on Mobius. The "
+              "not judged (neither holds nor fails); test log-likelihoods are the reference values (exact on "
+              "LinearJTEx and Gaussian, from the decoder's exact inverse on CubicJTEx), yacoby2020's estimate on Mobius. The "
               "explanation parts: the control run (theta_GT, phi_GT) gives up at least "
               f"{EXPLAINED:.0%} of the random-start VAE's shortfall from the truth, in every replicate (not judged "
               "while either run is still improving). Reproduced when every part holds."),
@@ -263,7 +263,7 @@ def _table1_column(res):
         if moving:
             evidence = (f"not judged: still improving at the end of the budget: {', '.join(moving)}. Measured: "
                         + evidence)
-        parts.append(Part(f"{name}: LiBI's {what} than every other method's{caveat}", won and not moving,
+        parts.append(Part(f"{name}: LiBI's {what} than every other method's{caveat}", None if moving else won,
                           f"{kind}: " + evidence, comps[next(iter(comps))].rule if comps else ""))
     rows, measured, spread = [], {}, {}
     for label, m in res.methods.items():
@@ -304,7 +304,7 @@ def _table1_column(res):
             f"{name}: (the paper's explanation) the VAE falls short of the truth because the VAE objective's global "
             f"optimum is a worse model: a VAE started at the truth (theta_GT, phi_GT) gives up at least "
             f"{EXPLAINED:.0%} of the random-start VAE's shortfall",
-            explained.holds and bool(np.all(gap > 0)) and not unsettled,
+            None if unsettled else explained.holds and bool(np.all(gap > 0)),
             (f"not judged: still improving at the end of the budget: {', '.join(unsettled)}. Measured: "
              if unsettled else "")
             + f"test LL of the control at the start {rules.fmt_values(res.control_start_ll)}, after training "
