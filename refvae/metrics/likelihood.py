@@ -200,7 +200,9 @@ def importance_log_likelihood(model, params, x, *, seed, n_samples=5000, inflati
         raise ValueError("x must hold at least one point")
     # an evaluation, not a training step: scanning the values once is cheap beside S samples per
     # point, and a NaN parameter would otherwise come back as a NaN log-likelihood with no name
-    params = _checks.params("params", params)
+    # (an empty dict is allowed: a model whose log_px_given_z needs no parameters, scored with a proposal)
+    if not isinstance(params, dict) or params:
+        params = _checks.params("params", params)
     n_samples = _checks.integer("n_samples", n_samples, min_value=1)
     inflation = _checks.scalar("inflation", inflation, low=1.0)
     defensive = _checks.scalar("defensive", defensive, low=0.0)

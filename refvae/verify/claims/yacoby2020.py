@@ -185,8 +185,7 @@ def libi_table1(ctx):
     held = []
     for res in results:
         mine = [p for p in parts if p.statement.startswith(NAMES[res.dataset] + ":")]
-        words = [("holds" if p.holds else "not judged (still improving)" if "not judged" in p.evidence.split(
-            "Measured")[0] else "no") for p in mine]
+        words = ["not judged (still improving)" if p.holds is None else "holds" if p.holds else "no" for p in mine]
         held.append(f"{NAMES[res.dataset]}: LL {words[0]}, S-kNN {words[1]}"
                     + (f", optimum explains the VAE's shortfall {words[2]}" if len(words) > 2 else ""))
     first = results[0].settings
