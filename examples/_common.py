@@ -7,8 +7,9 @@ Each script starts with ``args = parse(__doc__, __file__)`` and ends with ``plt 
 - ``--out PATH``: where the figure goes; default ``<script name>.png`` in the current folder.
 - ``--seed N``: the seed of every random number (default 0); the same seed gives the same numbers.
 
-The figure needs matplotlib (``make install-plot``, or ``pip install 'refvae[plot]'``); without
-it ``pyplot()`` says so once and returns None, and the script prints its numbers all the same.
+The figure needs matplotlib (``make install-plot``, or ``python -m pip install -e '.[plot]'`` in the
+refvae checkout); without it ``pyplot()`` says so once and returns None, and the script prints its
+numbers all the same.
 """
 import argparse
 import pathlib
@@ -31,7 +32,8 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no figure (make install-plot, or pip install 'refvae[plot]')")
+        print("matplotlib is not installed: no figure (make install-plot, or python -m pip install -e '.[plot]' "
+              "in the refvae checkout)")
         return None
     return plt
 

@@ -38,7 +38,13 @@ def main(argv=None):
             print(f"\n{prog}: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     from .verify import main as verify_main
-    return verify_main(argv[1:], prog=f"{prog} {argv[0]}")
+    try:
+        return verify_main(argv[1:], prog=f"{prog} {argv[0]}")
+    except BrokenPipeError:
+        # output piped into a reader that stopped (``--list | head``): not an error of refvae's.
+        # stdout is pointed at devnull so that Python's flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def _import_cupy():
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise RuntimeError(
             "backend 'cupy' requested but CuPy is not installed; install the 'gpu' extra "
-            "(pip install 'refvae[gpu]') or use backend 'numpy'") from exc
+            "(python -m pip install -e '.[gpu]' in the refvae checkout) or use backend 'numpy'") from exc
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # pragma: no cover

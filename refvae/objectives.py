@@ -323,7 +323,11 @@ class GaussianVAE:
         return out[..., :K], out[..., K:]
 
     def decode(self, params, z, sigma2=None):
-        """Decoder mean and observation log-variance at z (..., B, K); both broadcast to (..., B, d)."""
+        """Decoder mean (..., B, d) and observation log-variance at z (..., B, K).
+
+        The log-variance is broadcastable to the mean: a float for ``obs="fixed"``, (R?, 1, 1) for
+        ``"scalar"``, (R?, 1, d) for ``"vector"`` and (..., B, d) for ``"decoder"``.
+        """
         return self.gen.decode(params, z, sigma2)
 
     def log_px_given_z(self, params, x, z, sigma2=None):

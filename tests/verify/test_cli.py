@@ -299,3 +299,13 @@ def test_claims_run_with_diverging_restarts_isolated():
                                                                   measured={"policy": train.resolve_policy(None)}))
     assert run_claim(c, Context()).outcome.measured["policy"] == "isolate"
     assert train.resolve_policy(None) == "raise"                 # only inside the claim
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback():
+    """``refvae verify --list | head -1``: the reader closes the pipe before refvae writes; the command
+    still exits 0 without a BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "refvae", "verify", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()                        # closed before the import of refvae is done and the list is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err
