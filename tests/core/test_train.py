@@ -178,8 +178,8 @@ def test_learned_noise_equals_mean_squared_residual_under_own_encoder():
 
     Slow (~15 s CPU): the default suite checks Theorem 2 in
     tests/theorems/test_noise_variance.py (``test_learned_noise_equals_closed_form_at_convergence``
-    and ``test_refit_noise_lands_on_closed_form``, both noise modes) and in the ``noise_theorem2``
-    claim of tests/verify/test_claims.py.
+    and ``test_refit_noise_lands_on_closed_form``, scalar noise; their vector mode is slow too) and,
+    with a per-coordinate noise, in the ``noise_theorem2`` claim of tests/verify/test_claims.py.
 
     Trained with full-batch Adam, then a second phase with a 10x smaller step and 64 noise
     samples per point so that the stochastic-gradient jitter around the stationary point is

@@ -1,7 +1,7 @@
 """The non-amortised (per-point) encoder and fitting the encoder against a frozen decoder (docs/math.md 2.5, 4.2)."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from refvae import gradcheck
 from refvae.encoders import PerPointEncoder, PerPointVAE, fit_encoder, with_index
@@ -20,10 +20,27 @@ def perturbed(params, rng):
     return {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in params.items()}
 
 
-@settings(max_examples=25, deadline=None)
+# Fixed cases run on every run besides the random ones: one per observation mode, each with 3 restarts,
+# 2 samples, K = d = 2 and a batch of 4 of N = 5 points drawn with replacement whose seed gives a repeated
+# point and points left out (rows [3 4 4 1], [0 3 0 3], [3 1 4 4], [1 4 3 3]). Checked with deliberate
+# mutations (hypothesis running these cases only): repeated rows' gradients overwritten instead of added;
+# the log-variance rows gathered in another order than the means; the decoder-output log-variance or the
+# learned noise gradient off by 1%: each makes the test fail. The random examples, 25 before, are now 8:
+# they add the shapes (no restarts axis, one sample, batches without repeats, sizes 1-4).
+MINIBATCH_HARD = [dict(seed=0, obs=obs, act=("tanh", "softplus")[i % 2]) for i, obs in enumerate(OBS_MODES)]
+
+
+def _minibatch_hard_cases(test):
+    for case in MINIBATCH_HARD:
+        test = example(R=3, S=2, d=2, K=2, N=5, B=4, replace=True, beta=0.7, **case)(test)
+    return test
+
+
+@settings(max_examples=8, deadline=None)
 @given(seed=seeds, obs=st.sampled_from(OBS_MODES), R=restarts, S=st.sampled_from([None, 2]), d=sizes, K=sizes,
        N=st.integers(2, 6), B=st.integers(1, 5), replace=st.booleans(), act=st.sampled_from(["tanh", "softplus"]),
        beta=st.floats(0.0, 2.0))
+@_minibatch_hard_cases
 def test_minibatch_gradient_and_zero_rows_outside_the_batch(seed, obs, R, S, d, K, N, B, replace, act, beta):
     rng = np.random.default_rng(seed)
     model = per_point_model(obs, N, K, d, act=act, beta=beta)

@@ -39,7 +39,10 @@ case = dict(seed=seeds, obs=st.sampled_from(OBS_MODES), R=restarts, S=st.sampled
 # weights normalised over (y, s) instead of s; unlabelled IWAE weights normalised over s instead of
 # (y, s); the classifier term's gradient applied to unlabelled rows, or its pi part scaled by 0.99;
 # the decoder-output log-variance or the vector noise gradient off by 1%): these cases alone make
-# each test fail on every mutation that 20 random examples of that test caught at least once.
+# each test fail on every mutation that 20 random examples of that test caught at least once (checked
+# again with hypothesis running the explicit examples only: every mutation fails every test whose
+# objective it touches), so the random examples were cut again, from 6 to 3 (4 to 2 for the shared
+# family): they add shapes (hidden layers, one class fewer, single points), not mode coverage.
 HARD = [dict(seed=s, obs=obs, R=2, S=3, C=3, d=2, K=1, B=4, hidden=(), p_scale=0.4, x_scale=1.0)
         for s, obs in enumerate(OBS_MODES)]
 
@@ -72,7 +75,7 @@ def check_m2_gradient(bound, labelling, alpha, gamma, seed, obs, R, S, C, d, K, 
     return model, params, fun
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(gamma=st.floats(0.1, 3.0), **case)
 @hard_cases(gamma=1.3)
 def test_labelled_bound_gradient(gamma, **kw):
@@ -81,7 +84,7 @@ def test_labelled_bound_gradient(gamma, **kw):
     assert all(not fun(params)[1][k].any() for k in params if k.startswith("cls."))
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(**case)
 @hard_cases()
 def test_unlabelled_bound_gradient(**kw):
@@ -89,7 +92,7 @@ def test_unlabelled_bound_gradient(**kw):
     check_m2_gradient("elbo", "unlabelled", 1.0, 1.0, **kw)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(alpha=st.floats(0.1, 3.0), **case)
 @hard_cases(alpha=1.3)
 def test_classifier_term_gradient(alpha, **kw):
@@ -100,7 +103,7 @@ def test_classifier_term_gradient(alpha, **kw):
     assert any(grads[k].any() for k in params if k.startswith("cls."))
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(**case)
 @hard_cases()
 def test_iwae_unlabelled_bound_gradient(**kw):
@@ -108,7 +111,7 @@ def test_iwae_unlabelled_bound_gradient(**kw):
     check_m2_gradient("iwae", "unlabelled", 1.0, 1.0, **kw)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(bound=st.sampled_from(["elbo", "iwae"]), alpha=st.floats(0.0, 2.0), gamma=st.floats(0.0, 2.0), **case)
 @hard_cases(bound=("elbo", "iwae", "elbo", "iwae"), alpha=0.7, gamma=1.3)
 def test_full_objective_gradient(bound, alpha, gamma, **kw):
@@ -123,7 +126,7 @@ def test_full_objective_gradient(bound, alpha, gamma, **kw):
 
 
 # -- the shared unlabelled posterior q(z|x) (unlabelled_posterior="shared") ---------------------
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(bound=st.sampled_from(["elbo", "iwae"]), **case)
 @hard_cases(bound=("elbo", "iwae", "elbo", "iwae"))
 def test_shared_unlabelled_bound_gradient(bound, **kw):
@@ -132,7 +135,7 @@ def test_shared_unlabelled_bound_gradient(bound, **kw):
     check_m2_gradient(bound, "unlabelled", 1.0, 1.0, posterior="shared", **kw)
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(bound=st.sampled_from(["elbo", "iwae"]), alpha=st.floats(0.0, 2.0), gamma=st.floats(0.0, 2.0), **case)
 @hard_cases(bound=("iwae", "elbo", "iwae", "elbo"), alpha=0.7, gamma=1.3)
 def test_shared_full_objective_gradient(bound, alpha, gamma, **kw):

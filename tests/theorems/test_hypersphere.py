@@ -21,6 +21,7 @@ sample has density fluctuations at the model's angular resolution (~sigma / r) t
 flexible decoder can fit, which would let the learned log-likelihood exceed F(rho*).
 """
 import numpy as np
+import pytest
 
 from analytic import hypersphere as hs
 from refvae import GaussianVAE
@@ -48,7 +49,13 @@ def fit_circle(sigma2, schedule, average, seed=0):
     return radius, log_px, neg_elbo, se
 
 
+@pytest.mark.slow
 def test_collapses_to_the_centre_below_the_threshold():
+    """Slow (~4 s CPU). The default suite keeps this check: tests/test_examples.py
+    ``test_03_hypersphere_threshold`` (sigma2 = 1.0 on the same circle: rho* = 0, decoded radius < 0.07,
+    exact log p(x) within 5e-4 and the ELBO within 1e-3 of F(0)) and the ``hypersphere_threshold``
+    claim of tests/verify/test_claims.py (1.2 x the critical sigma2: radius < 0.1 r, -ELBO within 0.01
+    of the collapsed model's, every restart)."""
     sigma2 = 1.0                                    # r^2 = sigma2 < d sigma2 = 2
     assert R_DATA ** 2 < D * sigma2 and hs.optimal_radius(R_DATA, sigma2, D) == 0.0
     F0 = hs.objective(0.0, R_DATA, sigma2, D)
@@ -63,7 +70,14 @@ def test_collapses_to_the_centre_below_the_threshold():
     assert abs(log_px.mean() - F0) < 5e-4, f"log p(x) {log_px.mean():.5f} vs F(0) = {F0:.5f}"
 
 
+@pytest.mark.slow
 def test_optimal_radius_above_the_threshold():
+    """Slow (~8 s CPU: 7000 steps, for the 0.02 radius and 0.03-nat log p(x) tolerances). The default
+    suite keeps a looser check of the non-collapsed side: tests/test_examples.py
+    ``test_03_hypersphere_threshold`` (sigma2 = 0.1: decoded radius within 0.1 of rho*, exact log p(x)
+    never above F(rho*) + 1e-3, at every sigma2) and the ``hypersphere_threshold`` claim of
+    tests/verify/test_claims.py (0.1 x the critical sigma2: radius within 0.1 r of rho*, -ELBO below the
+    collapsed model's, every restart)."""
     sigma2 = 0.2                                    # r^2 = 5 sigma2 > d sigma2
     rho_star = hs.optimal_radius(R_DATA, sigma2, D)                  # 0.877
     F_star, F0 = hs.objective(rho_star, R_DATA, sigma2, D), hs.objective(0.0, R_DATA, sigma2, D)

@@ -77,7 +77,15 @@ def test_analytic_reproduces_seed_004_numbers():
     assert round(minimise_L(population)[0], 3) == 0.196
 
 
+# The two checks of the trained LinearJTEx VAE are slow-only (~8 s CPU: the fixture's 6000 steps, for the
+# 3e-4-nat tolerance on L). The default suite keeps them: the ``linearjtex_objective`` claim of
+# tests/verify/test_claims.py trains the same model (2 restarts, n = 500) and requires, in every restart,
+# the learned L at the closed-form optimum's (within 1% of the truth-optimum gap, 3.3e-3 nats), below the
+# truth's, an MLE term > 0 (the misfit), and refvae's Monte Carlo loss with its own encoder at the same L
+# (4 standard errors); tests/test_examples.py ``test_06_linear_jtex`` checks the trained L within 0.02.
+@pytest.mark.slow
 def test_vae_prefers_a_model_that_misfits_the_data(jtex):
+    """Slow: the fast check is the ``linearjtex_objective`` claim (see above)."""
     model, params, X, M2, L_star, A_star = jtex
     L_gt = c2_L(A_GT, M2)
     G_star = A_star @ A_star.T
@@ -101,8 +109,12 @@ def test_vae_prefers_a_model_that_misfits_the_data(jtex):
         assert mle > 0.1, f"restart {r}: MLE term {mle:.4f}: the learned model fits p(x)"
 
 
+@pytest.mark.slow
 def test_refvae_loss_is_seed_004_L_plus_data_entropy(jtex):
     """refvae's -ELBO minus H(N(0, M2)) is L(theta, phi) of yacoby2020 Eq. 2, exactly in expectation.
+
+    Slow: the fast check is the ``linearjtex_objective`` claim ("learned L (own encoder) = optimum L",
+    refvae's Monte Carlo loss against the closed form; see above).
 
     With the learned (not the optimal) encoder, L = MLE term + E_x KL(q_phi || p_theta(z|x));
     the KL comes from analytic (``mfg.kl_diag`` against ``posterior``), the MLE term from
@@ -139,8 +151,8 @@ def c1():
     params = with_values(model.init(np.random.default_rng(0), restarts=R),
                          dec__W=np.array(THETAS).reshape(R, 1, 1), dec__b=np.zeros((R, 1)),
                          dec__obs_logvar=np.log(SIGMA2 - np.array(THETAS) ** 2).reshape(R, 1))
-    params, _ = fit_stages(model, params, X, stages=[(0.03, 1000), (0.003, 1000), (0.001, 2000)], seed=1,
-                      only=("enc.",), average=2000)
+    params, _ = fit_stages(model, params, X, stages=[(0.03, 500), (0.003, 500), (0.001, 1000)], seed=1,
+                      only=("enc.",), average=1000)
     return model, params, X
 
 
@@ -155,7 +167,8 @@ def test_c1_same_likelihood_for_every_theta(c1):
         log_px.append(lg.log_likelihood(X, m.W, [0.0], m.noise_cov))
         post = lg.posterior(m.W, [0.0], m.noise_cov, X)
         kl = np.mean([mfg.kl_diag(mu[r, n], np.exp(lv[r, n]), post.mean[n], post.cov) for n in range(N)])
-        # the 1-D posterior is Gaussian: the trained encoder matches it (measured KL <= 4.3e-6)
+        # the 1-D posterior is Gaussian: the trained encoder matches it (measured KL <= 1.1e-5 over 3 data
+        # sets; twice as many steps as here gave <= 4.3e-6)
         assert kl < 1e-4, f"theta={theta}: E KL(q || p(z|x)) = {kl:.2e}"
         # so the refvae objective is -log p(x), the same for every theta (4 MC standard errors)
         assert abs(mc[r] - (-log_px[-1].mean() + kl)) < 4 * se[r] + 1e-12
@@ -177,7 +190,7 @@ def test_c1_mutual_information_follows_closed_form(c1):
         exact = np.asarray(kl_std_normal(post.mean, np.log(np.diag(post.cov)) + 0 * post.mean)[0])
         # The learned encoder's KL to the prior is the exact posterior's on this sample. It is first
         # order in the encoder's slope error (unlike KL(q || p(z|x)), second order): measured
-        # |difference| <= 1.1e-3 nats over 3 data sets; tolerance 5e-3 (1% of the 0.51 nats at 0.08).
+        # |difference| <= 1.6e-3 nats over 3 data sets; tolerance 5e-3 (1% of the 0.51 nats at 0.08).
         assert abs(learned[r].mean() - exact.mean()) < 5e-3, f"theta={theta}"
         # and I(X; Z) = E_x KL(p(z|x) || p(z)): the sample mean estimates the closed form within
         # 4 standard errors (finite-sample error of the N data points)

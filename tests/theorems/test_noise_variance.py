@@ -16,8 +16,8 @@ LS-VAE; per-dimension vector) is trained with refvae on yacoby2021's Circle (tru
 - refitting only the noise with theta, phi frozen (yacoby2021's "refit") from a wrong start
   lands on the closed form within its Monte Carlo error.
 
-The learned noise (0.012-0.013 here) exceeds the true 0.01, as yacoby2021 reports on Spiral
-Dots (0.014-0.020), but that is a property of the fit reached, not of the theorem: a run that
+The learned noise (0.014-0.023 here, scalar mode) exceeds the true 0.01, as yacoby2021 reports on
+Spiral Dots (0.014-0.020), but that is a property of the fit reached, not of the theorem: a run that
 models one coordinate only can leave the other below 0.01, so it is not asserted.
 """
 import numpy as np
@@ -34,7 +34,7 @@ N = 256
 TRUE_NOISE = 0.01
 # Adam, full batch, one sample per point. Initial noise 0.01: from 0.05 or 1.0 the vector
 # mode falls into a partly collapsed optimum (one coordinate left as noise, s2_j ~ 0.5).
-SCHEDULE = [(0.01, 2000), (0.003, 2000), (0.001, 1000)]
+SCHEDULE = [(0.01, 1500), (0.003, 1000), (0.001, 500)]
 FINAL_LR, FINAL_STEPS, EVERY = 3e-4, 1000, 100
 
 
@@ -55,7 +55,12 @@ def closed_form(model, params, x, per_dim, *, n_samples=200, seed=0):
     return s2, (se if per_dim else float(se[0]))
 
 
-@pytest.fixture(scope="module", params=["scalar", "vector"])
+# The vector mode is slow-only (~10 s CPU: its own 6000-step training and refit). The default suite
+# keeps Theorem 2 in the vector mode too: the ``noise_theorem2`` claim (tests/verify/test_claims.py)
+# trains a linear VAE with a per-coordinate noise to convergence and checks every coordinate against
+# Eq. 7 under the learned encoder (4 combined standard deviations, the iterate settled); the scalar
+# mode below checks both statements on this MLP.
+@pytest.fixture(scope="module", params=["scalar", pytest.param("vector", marks=pytest.mark.slow)])
 def trained(request):
     obs = request.param
     X = np.asarray(datasets.circle(N, seed=0, sigma2=TRUE_NOISE).x)
@@ -82,8 +87,10 @@ def test_learned_noise_equals_closed_form_at_convergence(trained):
     ratio = learned / closed - 1.0
     # The ratio fluctuates from iterate to iterate (measured sd 1-2%: the jitter of theta, phi
     # moves the residuals) around a small mean (measured -0.1% to +2.1% over both modes and 4
-    # initialisations, mostly positive: the model still improves slowly at the end of training
-    # and the noise follows it with a delay). Tolerance on the mean over the 10 iterates: 5%.
+    # initialisations with 5000 steps before the last stage; +0.6% to +1.2% in the scalar mode over
+    # 4 initialisations with the 3000 of SCHEDULE; mostly positive: the model still improves slowly at
+    # the end of training and the noise follows it with a delay). Tolerance on the mean over the 10
+    # iterates: 5%.
     # A wrong noise model is off by a factor of 2 or more (e.g. dropping the 1/2 in front of
     # log s2 in the log-density halves the optimum).
     assert np.all(np.abs(ratio.mean(axis=0)) < 0.05), \
@@ -106,7 +113,8 @@ def test_refit_noise_lands_on_closed_form(trained):
     s2_refit = np.exp(to_host(refit["dec.obs_logvar"]))
     # The refit's own error is small (8 samples per point, 300 averaged iterates: its spread over
     # refit seeds is <= 0.4 se), so the closed form's Monte Carlo standard error bounds the
-    # difference: measured -2.0..2.4 se over 6 trained models, both modes.
+    # difference: measured -2.0..2.4 se over 6 trained models, both modes (-2.0..0.6 se over 4 scalar
+    # models with the 3000-step SCHEDULE).
     assert np.all(np.abs(s2_refit - s2) < 4 * np.atleast_1d(se)), f"{obs}: refit {s2_refit} vs closed {s2} (se {se})"
     # guard against a vacuous bound (measured relative se <= 0.7%)
     assert np.all(np.atleast_1d(se) < 0.02 * np.atleast_1d(s2))

@@ -84,8 +84,17 @@ def test_refvae_loss_is_seed_002_energy_rescaled(data):
     assert mc == pytest.approx(0.5 * D * (1 + math.log(2 * math.pi * cp.gamma)), rel=1e-12)
 
 
+# The two training checks below are slow-only (~4 s CPU; this amortised-encoder, Adam version of
+# Proposition 1). The default suite keeps all three statements: the ``soft_threshold_local_minimum`` claim
+# of tests/verify/test_claims.py trains the soft-threshold VAE (per-point encoder, plain gradient descent,
+# 3 perturbed starts) and requires that with a = 0.5 every start next to the collapsed point returns to
+# E_0 (E_0 - 1e-6 <= E_T <= E_0 + 0.01 of the perturbation's excess), that with a = 0 the same starts
+# escape below E_0 - N, and that informed starts end below E_0 - N, with refvae's Monte Carlo loss equal
+# to the rescaled energy (|z| < 5); test_refvae_loss_is_seed_002_energy_rescaled above stays here.
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [ALPHA, 0.0])
 def test_collapsed_point_is_a_local_minimum_only_with_a_threshold(data, alpha):
+    """Slow: the fast check is the ``soft_threshold_local_minimum`` claim (see above)."""
     X, _ = data
     model = make_model(alpha)
     rng = np.random.default_rng(0)
@@ -114,7 +123,9 @@ def test_collapsed_point_is_a_local_minimum_only_with_a_threshold(data, alpha):
         assert E / N < cp.energy / N - 1.0, f"a = 0: E/N = {E / N:.4f} did not escape E_0/N = {cp.energy / N:.4f}"
 
 
+@pytest.mark.slow
 def test_informed_start_ends_below_the_collapsed_energy(data):
+    """Slow: the fast check is the ``soft_threshold_local_minimum`` claim (see above)."""
     X, t = data
     model = make_model(ALPHA)
     cp = sth.collapsed_point(X, K)
